@@ -1,0 +1,315 @@
+//! Employee records, including the list query (sort, filters, offset or keyset pagination).
+
+use sqlx::{AssertSqlSafe, Database, query::QueryAs};
+use time::Date;
+use uuid::Uuid;
+
+use super::{Db, Kind, on_pool};
+use crate::domain::{
+    employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold},
+    listing::{Cursor, EmployeeQuery, Filters, Order, SortKey, SortValue, parse_date},
+};
+
+const COLUMNS: &str = "emp_id, emp_name, city, country, emp_dob, id";
+
+/// FTS5's trigram tokenizer cannot match fewer than three characters.
+const TRIGRAM: usize = 3;
+
+/// A value bound to a list query, in placeholder order.
+enum Param {
+    Text(String),
+    Int(i64),
+    Date(Date),
+}
+
+/// SQL text plus its parameters. Only fixed identifiers (from [`SortKey::column`]) and
+/// numbered placeholders are ever written into the text; every value is bound.
+struct Sql {
+    text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Appends `param` and returns its placeholder (`$n`).
+    fn bind(&mut self, param: Param) -> String {
+        self.params.push(param);
+        format!("${}", self.params.len())
+    }
+}
+
+fn bind_all<'q, DB, O>(
+    mut query: QueryAs<'q, DB, O, <DB as Database>::Arguments>,
+    params: Vec<Param>,
+) -> QueryAs<'q, DB, O, <DB as Database>::Arguments>
+where
+    DB: Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Date: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for param in params {
+        query = match param {
+            Param::Text(v) => query.bind(v),
+            Param::Int(v) => query.bind(v),
+            Param::Date(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// Escapes `%`, `_` and `\` so a LIKE pattern matches them literally (with `ESCAPE '\'`).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An FTS5 string literal: the text in double quotes, inner quotes doubled. Inside it every
+/// character (including `*`, `:`, `-`, `%`) is literal.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+impl Db {
+    /// Adds the filter conditions to `conds`.
+    fn filter_conditions(&self, filters: &Filters, sql: &mut Sql, conds: &mut Vec<String>) {
+        let wanted = [
+            ("city_folded", filters.city.as_deref()),
+            ("country_folded", filters.country.as_deref()),
+        ];
+        match self.kind() {
+            Kind::Postgres => {
+                // Served by the pg_trgm GIN indexes for three or more characters.
+                for (column, value) in wanted {
+                    if let Some(value) = value {
+                        let p = sql.bind(Param::Text(format!("%{}%", like_literal(value))));
+                        conds.push(format!("{column} LIKE {p} ESCAPE '\\'"));
+                    }
+                }
+            }
+            Kind::Sqlite => {
+                let mut phrases = Vec::new();
+                for (column, value) in wanted {
+                    if let Some(value) = value {
+                        // instr() is the exact test; the FTS query below only narrows the rows.
+                        let p = sql.bind(Param::Text(value.to_owned()));
+                        conds.push(format!("instr({column}, {p}) > 0"));
+                        if value.chars().count() >= TRIGRAM {
+                            phrases.push(format!("{column} : {}", fts_phrase(value)));
+                        }
+                    }
+                }
+                if !phrases.is_empty() {
+                    let p = sql.bind(Param::Text(phrases.join(" AND ")));
+                    conds.push(format!(
+                        "emp_id IN (SELECT rowid FROM employees_fts WHERE employees_fts MATCH {p})"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Inserts an employee; a taken `emp_id` is a unique violation for the caller to map.
+    pub async fn insert_employee(&self, new: NewEmployee) -> Result<Employee, sqlx::Error> {
+        let id = Uuid::new_v4();
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(new.emp_id.get())
+            .bind(id)
+            .bind(new.emp_name.as_str())
+            .bind(new.city.as_str())
+            .bind(new.country.as_str())
+            .bind(new.emp_dob.get())
+            .bind(fold(new.city.as_str()))
+            .bind(fold(new.country.as_str()))
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(Employee::new(id, new))
+    }
+
+    /// The employee with this `emp_id`.
+    pub async fn employee(&self, emp_id: EmpId) -> Result<Option<Employee>, sqlx::Error> {
+        on_pool!(self, read, |pool| {
+            sqlx::query_as(SELECT_BY_ID)
+                .bind(emp_id.get())
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Applies the changes present in `changes`, in one statement; `None` when no such employee.
+    pub async fn update_employee(
+        &self,
+        emp_id: EmpId,
+        changes: &EmployeeChanges,
+    ) -> Result<Option<Employee>, sqlx::Error> {
+        let city = changes.city.as_ref().map(|c| c.as_str());
+        let country = changes.country.as_ref().map(|c| c.as_str());
+        on_pool!(self, write, |pool| {
+            sqlx::query_as(
+                "UPDATE employees SET \
+                   emp_name = COALESCE($2, emp_name), \
+                   city = COALESCE($3, city), \
+                   country = COALESCE($4, country), \
+                   emp_dob = COALESCE($5, emp_dob), \
+                   city_folded = COALESCE($6, city_folded), \
+                   country_folded = COALESCE($7, country_folded) \
+                 WHERE emp_id = $1 \
+                 RETURNING emp_id, emp_name, city, country, emp_dob, id",
+            )
+            .bind(emp_id.get())
+            .bind(changes.emp_name.as_ref().map(|n| n.as_str()))
+            .bind(city)
+            .bind(country)
+            .bind(changes.emp_dob.map(|d| d.get()))
+            .bind(city.map(fold))
+            .bind(country.map(fold))
+            .fetch_optional(pool)
+            .await
+        })
+    }
+
+    /// Deletes an employee; false when there was none.
+    pub async fn delete_employee(&self, emp_id: EmpId) -> Result<bool, sqlx::Error> {
+        let done = on_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM employees WHERE emp_id = $1")
+                .bind(emp_id.get())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
+    /// One page of employees: at most `query.limit + 1` rows, so the caller can tell whether
+    /// another page follows.
+    pub async fn list_employees(
+        &self,
+        query: &EmployeeQuery,
+    ) -> Result<Vec<Employee>, sqlx::Error> {
+        let sql = self.list_sql(query, i64::from(query.limit) + 1);
+        on_pool!(self, read, |pool| {
+            bind_all(sqlx::query_as(AssertSqlSafe(sql.text)), sql.params)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    fn list_sql(&self, query: &EmployeeQuery, fetch: i64) -> Sql {
+        let mut sql = Sql::new("");
+        let mut conds = Vec::new();
+        self.filter_conditions(&query.filters, &mut sql, &mut conds);
+        let column = query.sort.column();
+        let (cmp, dir) = match query.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        if let Some(cursor) = &query.after {
+            conds.push(keyset_condition(cursor, column, cmp, &mut sql));
+        }
+        let where_clause = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let order_by = if query.sort == SortKey::EmpId {
+            format!("emp_id {dir}")
+        } else {
+            format!("{column} {dir}, emp_id {dir}")
+        };
+        let limit = sql.bind(Param::Int(fetch));
+        let offset = sql.bind(Param::Int(if query.after.is_some() {
+            0
+        } else {
+            query.offset as i64
+        }));
+        sql.text = format!(
+            "SELECT {COLUMNS} FROM employees{where_clause} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
+        );
+        sql
+    }
+
+    /// The number of employees matching `filters`. Without filters this reads the counter the
+    /// triggers keep, not the table.
+    pub async fn count_employees(&self, filters: &Filters) -> Result<i64, sqlx::Error> {
+        if filters.is_empty() {
+            return on_pool!(self, read, |pool| {
+                sqlx::query_scalar("SELECT n FROM employee_count")
+                    .fetch_one(pool)
+                    .await
+            });
+        }
+        let mut sql = Sql::new("");
+        let mut conds = Vec::new();
+        self.filter_conditions(filters, &mut sql, &mut conds);
+        let text = format!(
+            "SELECT count(*) FROM employees WHERE {}",
+            conds.join(" AND ")
+        );
+        let params = sql.params;
+        on_pool!(self, read, |pool| {
+            let mut q = sqlx::query_scalar(AssertSqlSafe(text));
+            for param in params {
+                q = match param {
+                    Param::Text(v) => q.bind(v),
+                    Param::Int(v) => q.bind(v),
+                    Param::Date(v) => q.bind(v),
+                };
+            }
+            q.fetch_one(pool).await
+        })
+    }
+}
+
+const SELECT_BY_ID: &str =
+    "SELECT emp_id, emp_name, city, country, emp_dob, id FROM employees WHERE emp_id = $1";
+
+/// `(sort column, emp_id)` strictly after the cursor's position, in the list's direction.
+fn keyset_condition(cursor: &Cursor, column: &str, cmp: &str, sql: &mut Sql) -> String {
+    if cursor.sort == SortKey::EmpId {
+        let p = sql.bind(Param::Int(cursor.after_emp_id));
+        return format!("emp_id {cmp} {p}");
+    }
+    let value = match (&cursor.after_value, cursor.sort) {
+        (SortValue::Text(v), SortKey::EmpDob) => {
+            parse_date(v).map_or(Param::Text(v.clone()), Param::Date)
+        }
+        (SortValue::Text(v), _) => Param::Text(v.clone()),
+        (SortValue::Int(v), _) => Param::Int(*v),
+    };
+    let v = sql.bind(value);
+    let k = sql.bind(Param::Int(cursor.after_emp_id));
+    format!("({column}, emp_id) {cmp} ({v}, {k})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_and_backslash_are_escaped() {
+        assert_eq!(like_literal(r"50%_a\b"), r"50\%\_a\\b");
+    }
+
+    #[test]
+    fn fts_phrase_doubles_quotes() {
+        assert_eq!(fts_phrase(r#"a"b"#), r#""a""b""#);
+    }
+}

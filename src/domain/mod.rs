@@ -1,0 +1,9 @@
+//! Domain types. Each constrained value is a newtype with a private field and a fallible
+//! constructor: raw input is parsed once, at the edge, and nothing past that re-checks it.
+
+pub mod employee;
+pub mod input;
+pub mod listing;
+pub mod password;
+pub mod user;
+pub mod username;

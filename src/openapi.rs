@@ -1,0 +1,67 @@
+//! The OpenAPI 3.1 document and the Swagger UI that serves it (assets built into the binary).
+
+use axum::Router;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        OpenApi as OpenApiDoc,
+        security::{Flow, OAuth2, Password, Scopes, SecurityScheme},
+    },
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    domain::{employee::Employee, user::User},
+    error::{ErrorDetail, FieldError, ValidationErrorBody},
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Employee Management API",
+        description = "Employee records and user accounts. Log in at `/auth/token` (OAuth2 password \
+                       flow) and send the token as `Authorization: Bearer <token>`. Any user reads; \
+                       administrators create, change and delete.\n\nErrors are `{\"detail\": \"...\"}`; \
+                       validation errors (422) are `{\"detail\": [{\"loc\", \"msg\", \"type\"}]}`.",
+        license(name = "MIT")
+    ),
+    components(schemas(ErrorDetail, ValidationErrorBody, FieldError, Employee, User)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "Authentication", description = "Registration and login"),
+        (name = "Users", description = "Accounts"),
+        (name = "Employees", description = "Employee records"),
+        (name = "Health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "OAuth2PasswordBearer",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/auth/token",
+                Scopes::new(),
+            ))])),
+        );
+    }
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs`.
+pub fn docs_router<S: Clone + Send + Sync + 'static>(openapi: OpenApiDoc) -> Router<S> {
+    let config = utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none");
+    Router::from(
+        SwaggerUi::new("/docs")
+            .url("/openapi.json", openapi)
+            .config(config),
+    )
+}
+
+/// The full document (for `employee-api openapi` and the snapshot test).
+pub fn document() -> OpenApiDoc {
+    crate::routes::router().split_for_parts().1
+}

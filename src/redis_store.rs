@@ -1,0 +1,297 @@
+//! Shared limiter state in Redis, for several instances behind a load balancer. Every check
+//! is one Lua script, so concurrent requests cannot overshoot a budget. When Redis cannot be
+//! reached the callers fall back to their local state (never to "unlimited"); this store
+//! retries Redis every few seconds and reports its state to `/readyz`.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use crate::{config::ThrottleConfig, rate_limit::Decision};
+
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// GCRA token bucket. KEYS[1]: bucket; ARGV: burst, milliseconds per token.
+/// Returns {allowed, remaining, reset_secs, retry_after_secs}.
+const BUCKET_SCRIPT: &str = r"
+local burst = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, 0, math.ceil((tat - now) / 1000), math.max(1, math.ceil((allow_at - now) / 1000))}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', (new_tat - now) + 1000)
+local remaining = math.floor((interval * burst - (new_tat - now)) / interval)
+return {1, remaining, math.ceil((new_tat - now) / 1000), 0}
+";
+
+/// Login attempt reservation. KEYS: account, ip. ARGV: account free/max, ip free/max.
+/// Returns 0 when the attempt may proceed (and is counted), else the seconds to wait.
+const LOGIN_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local WINDOW = 3600000
+local MAXWAIT = 900000
+local function load(k)
+  local v = redis.call('HMGET', k, 'c', 'w', 'l')
+  local c = tonumber(v[1]) or 0
+  local w = tonumber(v[2]) or now
+  local l = tonumber(v[3]) or 0
+  if now - w >= WINDOW then c = 0; w = now end
+  return c, w, l
+end
+local function wait(c, free, max, w)
+  if c >= max then return w + WINDOW - now end
+  if c < free then return 0 end
+  return math.min(1000 * 2 ^ math.min(c - free, 20), MAXWAIT)
+end
+local ac, aw, al = load(KEYS[1])
+local ic, iw, il = load(KEYS[2])
+local locked = math.max(al, il)
+if locked > now then return math.max(1, math.ceil((locked - now) / 1000)) end
+ac = ac + 1
+ic = ic + 1
+redis.call('HSET', KEYS[1], 'c', ac, 'w', aw, 'l', now + wait(ac, tonumber(ARGV[1]), tonumber(ARGV[2]), aw))
+redis.call('PEXPIRE', KEYS[1], 2 * WINDOW)
+redis.call('HSET', KEYS[2], 'c', ic, 'w', iw, 'l', now + wait(ic, tonumber(ARGV[3]), tonumber(ARGV[4]), iw))
+redis.call('PEXPIRE', KEYS[2], 2 * WINDOW)
+return 0
+";
+
+/// A connection to Redis that degrades to "unavailable" instead of failing requests.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    prefix: String,
+    conn: RwLock<Option<ConnectionManager>>,
+    next_attempt: RwLock<Instant>,
+    healthy: AtomicBool,
+    bucket: Script,
+    login: Script,
+}
+
+impl RedisStore {
+    /// Prepares the store; nothing is connected until first use. `prefix` namespaces keys.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = Client::open(url)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                prefix: prefix.to_owned(),
+                conn: RwLock::new(None),
+                next_attempt: RwLock::new(Instant::now()),
+                healthy: AtomicBool::new(true),
+                bucket: Script::new(BUCKET_SCRIPT),
+                login: Script::new(LOGIN_SCRIPT),
+            }),
+        })
+    }
+
+    /// Whether the last contact with Redis worked.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// A round trip (PING), for `/readyz`.
+    pub async fn ping(&self) -> bool {
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        let result: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+        self.record(result.is_ok());
+        result.is_ok()
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        // While Redis is known to be down, do not make every request wait for a timeout.
+        if !self.is_healthy()
+            && Instant::now()
+                < *self
+                    .inner
+                    .next_attempt
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+        {
+            return None;
+        }
+        if let Some(conn) = self
+            .inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Some(conn);
+        }
+        {
+            let next = *self
+                .inner
+                .next_attempt
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            if Instant::now() < next {
+                return None;
+            }
+            *self
+                .inner
+                .next_attempt
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Instant::now() + RETRY_EVERY;
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1);
+        match ConnectionManager::new_with_config(self.inner.client.clone(), config).await {
+            Ok(conn) => {
+                *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+                self.record(true);
+                Some(conn)
+            }
+            Err(e) => {
+                self.record_error(&e);
+                None
+            }
+        }
+    }
+
+    fn record(&self, ok: bool) {
+        let was = self.inner.healthy.swap(ok, Ordering::Relaxed);
+        if ok && !was {
+            tracing::info!(
+                event = "redis_recovered",
+                "Redis reachable again; shared limits resumed"
+            );
+        }
+    }
+
+    fn record_error(&self, err: &redis::RedisError) {
+        *self
+            .inner
+            .next_attempt
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now() + RETRY_EVERY;
+        if self.inner.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(event = "redis_unavailable", error = %err, "Redis unreachable; using local limits until it is back");
+        }
+    }
+
+    /// Runs a script; `None` (and local fallback) on any failure.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[u64],
+    ) -> Option<T> {
+        let mut conn = self.connection().await?;
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        match tokio::time::timeout(TIMEOUT, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(value)) => {
+                self.record(true);
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                self.record_error(&e);
+                None
+            }
+            Err(_) => {
+                let e = redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "Redis timed out",
+                ));
+                self.record_error(&e);
+                None
+            }
+        }
+    }
+
+    /// One request against the shared bucket `name`/`key`.
+    pub async fn bucket(
+        &self,
+        name: &str,
+        key: &str,
+        burst: u32,
+        refill_every: Duration,
+    ) -> Option<Decision> {
+        let redis_key = format!("{}:{name}:{key}", self.inner.prefix);
+        let interval_ms = refill_every.as_millis().max(1) as u64;
+        let (allowed, remaining, reset, retry): (u64, u64, u64, u64) = self
+            .run(
+                &self.inner.bucket,
+                &[redis_key],
+                &[u64::from(burst), interval_ms],
+            )
+            .await?;
+        Some(Decision {
+            allowed: allowed == 1,
+            limit: burst,
+            remaining: remaining as u32,
+            reset_secs: reset,
+            retry_after_secs: retry,
+        })
+    }
+
+    /// Reserves a login attempt; `Some(Err(wait))` while throttled, `None` when Redis is down.
+    pub async fn login_reserve(
+        &self,
+        account: &str,
+        ip: IpAddr,
+        account_cfg: ThrottleConfig,
+        ip_cfg: ThrottleConfig,
+    ) -> Option<Result<(), u64>> {
+        let keys = [
+            self.login_key(account),
+            format!("{}:login-ip:{ip}", self.inner.prefix),
+        ];
+        let args = [
+            u64::from(account_cfg.free_failures),
+            u64::from(account_cfg.max_failures_per_hour),
+            u64::from(ip_cfg.free_failures),
+            u64::from(ip_cfg.max_failures_per_hour),
+        ];
+        let wait: u64 = self.run(&self.inner.login, &keys, &args).await?;
+        Some(if wait == 0 { Ok(()) } else { Err(wait) })
+    }
+
+    /// Clears an account's failures after a successful login; false when Redis is down.
+    pub async fn login_clear(&self, account: &str) -> bool {
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        let result: Result<(), _> = redis::cmd("DEL")
+            .arg(self.login_key(account))
+            .query_async(&mut conn)
+            .await;
+        result.is_ok()
+    }
+
+    fn login_key(&self, account: &str) -> String {
+        format!("{}:login-acct:{account}", self.inner.prefix)
+    }
+}

@@ -1,0 +1,335 @@
+//! Employee records: any user reads, administrators write.
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{FromRequestParts, Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::Response,
+};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::extract::{AdminUser, AuthUser},
+    domain::{
+        employee::{EmpId, Employee, EmployeeChanges, NewEmployee},
+        listing::{Cursor, EmployeeQuery},
+    },
+    error::{ApiError, ErrorDetail, JsonObject, OnConflict, QueryPairs, ValidationErrorBody},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_employee, list_employees))
+        .routes(routes!(get_employee, update_employee, delete_employee))
+}
+
+/// `{emp_id}` from the path, parsed (422 with `loc: ["path", "emp_id"]` otherwise).
+pub struct EmpIdPath(pub EmpId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EmpIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = |kind, msg: String| ApiError::field("path", "emp_id", kind, msg);
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid("int_parsing", "Input should be a valid integer".into()))?;
+        EmpId::parse_str(&raw)
+            .map(EmpIdPath)
+            .map_err(|e| invalid(e.kind, e.msg))
+    }
+}
+
+/// Body of `POST /employees/` (documentation; parsing is in `NewEmployee::from_json`).
+#[derive(ToSchema)]
+#[schema(as = EmployeeCreate, example = json!({"emp_id": 1001, "emp_name": "Ada Lovelace", "city": "London", "country": "United Kingdom", "emp_dob": "1985-12-10"}))]
+#[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+pub struct EmployeeCreate {
+    /// Unique employee number.
+    #[schema(minimum = 1, maximum = 9007199254740991_i64)]
+    emp_id: i64,
+    /// Trimmed; no control characters.
+    #[schema(min_length = 1, max_length = 200)]
+    emp_name: String,
+    #[schema(min_length = 1, max_length = 100)]
+    city: String,
+    #[schema(min_length = 1, max_length = 100)]
+    country: String,
+    /// `YYYY-MM-DD`, from 1900-01-01 to today (UTC).
+    #[schema(value_type = String, format = Date)]
+    emp_dob: String,
+}
+
+/// Body of `PATCH /employees/{emp_id}`: any subset; only the fields sent change. `null`,
+/// `emp_id`, `id` and unknown fields are rejected.
+#[derive(ToSchema)]
+#[schema(as = EmployeeUpdate, example = json!({"city": "Zürich", "country": "Switzerland"}))]
+#[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+pub struct EmployeeUpdate {
+    #[schema(min_length = 1, max_length = 200)]
+    emp_name: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
+    city: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
+    country: Option<String>,
+    #[schema(value_type = Option<String>, format = Date)]
+    emp_dob: Option<String>,
+}
+
+/// Offset pagination parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
+pub struct PageParams {
+    /// Rows to skip.
+    #[param(minimum = 0, maximum = 10000000, default = 0)]
+    offset: Option<u64>,
+    /// Rows to return.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+}
+
+/// Query parameters of the employee list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
+pub struct ListParams {
+    /// Rows to skip (offset pagination). Not combinable with `cursor`.
+    #[param(minimum = 0, maximum = 10000000, default = 0)]
+    offset: Option<u64>,
+    /// Rows to return.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u32>,
+    /// Case-insensitive substring of the city (`%`, `_`, `\` match literally).
+    #[param(max_length = 100)]
+    city: Option<String>,
+    /// Case-insensitive substring of the country (`%`, `_`, `\` match literally).
+    #[param(max_length = 100)]
+    country: Option<String>,
+    /// Sort column; ties are broken by `emp_id`.
+    #[param(inline, default = "emp_id")]
+    sort_by: Option<SortBy>,
+    /// Sort direction.
+    #[param(inline, default = "asc")]
+    order: Option<SortOrder>,
+    /// Opaque keyset cursor from a previous page's `Link: rel="next"`; carries the sort and
+    /// filters, so send it only with `limit`.
+    #[param(max_length = 1024)]
+    cursor: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, reason = "the variants are the wire values")]
+pub enum SortBy {
+    emp_id,
+    emp_name,
+    emp_dob,
+    city,
+    country,
+}
+
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, reason = "the variants are the wire values")]
+pub enum SortOrder {
+    asc,
+    desc,
+}
+
+/// Create an employee (administrators only).
+#[utoipa::path(post, path = "/employees/", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    request_body = EmployeeCreate,
+    responses(
+        (status = 201, description = "Created", body = Employee),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail,
+            example = json!({"detail": "The user does not have administrative privileges"})),
+        (status = 409, description = "emp_id already exists", body = ErrorDetail,
+            example = json!({"detail": "Employee with this emp_id already exists"})),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
+        (status = 415, description = "Not application/json", body = ErrorDetail),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
+    ))]
+async fn create_employee(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<Employee>), ApiError> {
+    let new = NewEmployee::from_json(vec!["body".into()], body).map_err(ApiError::Validation)?;
+    let employee = state
+        .db
+        .insert_employee(new)
+        .await
+        .on_conflict("Employee with this emp_id already exists")?;
+    tracing::info!(
+        event = "employee_created",
+        emp_id = employee.emp_id,
+        by = admin.id,
+        "employee created"
+    );
+    Ok((StatusCode::CREATED, Json(employee)))
+}
+
+/// List employees: filter, sort, and page by offset or keyset cursor.
+///
+/// `X-Total-Count` gives the number of matching rows (skip it with `Prefer: count=none`).
+/// `Link: <...>; rel="next"` gives the URL of the next page whenever there is one.
+#[utoipa::path(get, path = "/employees/", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(
+        ListParams,
+        ("Prefer" = Option<String>, Header, description = "`count=none` omits X-Total-Count"),
+    ),
+    responses(
+        (status = 200, body = Vec<Employee>, headers(
+            ("X-Total-Count" = i64, description = "Rows matching the filters"),
+            ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"))),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody),
+    ))]
+async fn list_employees(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    headers: HeaderMap,
+    QueryPairs(query): QueryPairs,
+) -> Result<Response, ApiError> {
+    let query = EmployeeQuery::parse(&query).map_err(ApiError::Validation)?;
+    let skip_count = prefers_no_count(&headers);
+    let (mut rows, total) = if skip_count {
+        (state.db.list_employees(&query).await?, None)
+    } else {
+        let (rows, total) = tokio::try_join!(
+            state.db.list_employees(&query),
+            state.db.count_employees(&query.filters)
+        )?;
+        (rows, Some(total))
+    };
+    let has_more = rows.len() > query.limit as usize;
+    rows.truncate(query.limit as usize);
+
+    let body = serde_json::to_vec(&rows).map_err(|e| ApiError::internal("serialize", e))?;
+    let mut res = Response::new(Body::from(body));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(total) = total {
+        h.insert("x-total-count", HeaderValue::from(total));
+    } else {
+        h.insert("preference-applied", HeaderValue::from_static("count=none"));
+    }
+    if let (true, Some(last)) = (has_more, rows.last()) {
+        let cursor = Cursor::after(last, query.sort, query.order, &query.filters);
+        let link = format!(
+            "</employees/?cursor={}&limit={}>; rel=\"next\"",
+            cursor.encode(),
+            query.limit
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            h.insert(header::LINK, value);
+        }
+    }
+    Ok(res)
+}
+
+/// True when the client sent `Prefer: count=none` (RFC 7240).
+fn prefers_no_count(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("count=none"))
+}
+
+/// One employee by `emp_id`.
+#[utoipa::path(get, path = "/employees/{emp_id}", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    responses(
+        (status = 200, body = Employee),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
+        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody),
+    ))]
+async fn get_employee(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    EmpIdPath(emp_id): EmpIdPath,
+) -> Result<Json<Employee>, ApiError> {
+    state
+        .db
+        .employee(emp_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("Employee not found"))
+}
+
+/// Change some fields of an employee (administrators only).
+#[utoipa::path(patch, path = "/employees/{emp_id}", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    request_body = EmployeeUpdate,
+    responses(
+        (status = 200, body = Employee),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
+        (status = 415, description = "Not application/json", body = ErrorDetail),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+    ))]
+async fn update_employee(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    EmpIdPath(emp_id): EmpIdPath,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Employee>, ApiError> {
+    let changes = EmployeeChanges::from_json(body).map_err(ApiError::Validation)?;
+    let updated = if changes.is_empty() {
+        state.db.employee(emp_id).await?
+    } else {
+        state.db.update_employee(emp_id, &changes).await?
+    };
+    let employee = updated.ok_or(ApiError::NotFound("Employee not found"))?;
+    tracing::info!(
+        event = "employee_updated",
+        emp_id = employee.emp_id,
+        by = admin.id,
+        "employee updated"
+    );
+    Ok(Json(employee))
+}
+
+/// Delete an employee (administrators only).
+#[utoipa::path(delete, path = "/employees/{emp_id}", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
+        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody),
+    ))]
+async fn delete_employee(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    EmpIdPath(emp_id): EmpIdPath,
+) -> Result<StatusCode, ApiError> {
+    if !state.db.delete_employee(emp_id).await? {
+        return Err(ApiError::NotFound("Employee not found"));
+    }
+    tracing::info!(
+        event = "employee_deleted",
+        emp_id = emp_id.get(),
+        by = admin.id,
+        "employee deleted"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,50 @@
+//! The current user, and the account list for administrators.
+
+use axum::{Json, extract::State};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::extract::{AdminUser, AuthUser},
+    domain::{listing::parse_page, user::User},
+    error::{ApiError, ErrorDetail, QueryPairs, ValidationErrorBody},
+    routes::employees::PageParams,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_users))
+}
+
+/// The account the token belongs to.
+#[utoipa::path(get, path = "/users/me", tag = "Users",
+    security(("OAuth2PasswordBearer" = [])),
+    responses(
+        (status = 200, body = User),
+        (status = 401, description = "Missing, invalid or expired token, or deleted user", body = ErrorDetail,
+            headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+    ))]
+async fn me(AuthUser(user): AuthUser) -> Json<User> {
+    Json(user)
+}
+
+/// All accounts, ordered by id (administrators only).
+#[utoipa::path(get, path = "/users/", tag = "Users",
+    security(("OAuth2PasswordBearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, body = Vec<User>),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail,
+            example = json!({"detail": "The user does not have administrative privileges"})),
+        (status = 422, description = "Invalid offset/limit or unknown parameter", body = ValidationErrorBody),
+    ))]
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    QueryPairs(query): QueryPairs,
+) -> Result<Json<Vec<User>>, ApiError> {
+    let page = parse_page(&query).map_err(ApiError::Validation)?;
+    Ok(Json(state.db.list_users(page).await?))
+}
