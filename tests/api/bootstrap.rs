@@ -1,0 +1,98 @@
+//! Start-up: administrator bootstrap, generated secrets, configuration errors.
+
+use axum::http::StatusCode;
+use employee_api::{
+    cli::Cli,
+    config::{Config, DatabaseUrl},
+    server::secret_file_for,
+};
+
+use crate::{db_test, helpers::*};
+
+db_test!(
+    without_admin_password_a_random_one_is_generated_and_adminpassword_never_works,
+    TestApp::configure(|c| c.admin_password = None),
+    |app| {
+        let res = app.login_raw("admin", "adminpassword").await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_raw("admin", ADMIN_PASSWORD).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let admins = app.state.db.list_users(Default::default()).await.unwrap();
+        assert_eq!(admins.len(), 1);
+        assert!(admins[0].is_admin);
+        assert_eq!(admins[0].username.as_str(), "admin");
+    }
+);
+
+#[tokio::test]
+async fn generated_secret_is_kept_in_a_private_file_and_survives_a_restart() {
+    let (url, _keep) = TestApp::fresh_database(Backend::Sqlite).await.unwrap();
+    let DatabaseUrl::Sqlite { path } = &url else {
+        unreachable!()
+    };
+    let mut config = test_config(url.clone());
+    config.jwt_secret = None;
+
+    let (first, router) = TestApp::start_on(url.clone(), config.clone()).await;
+    let secret_file = secret_file_for(path);
+    let meta = std::fs::metadata(&secret_file).expect("secret file written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    assert!(
+        std::fs::read_to_string(&secret_file).unwrap().trim().len() >= 64,
+        "256 bits, hex"
+    );
+    let token = first.tokens.issue(1).unwrap();
+    drop(router);
+    first.db.close().await;
+
+    let (second, _router) = TestApp::start_on(url, config).await;
+    assert_eq!(
+        second.tokens.verify(&token),
+        Some(1),
+        "a token issued before the restart still validates"
+    );
+}
+
+fn config_error(args: &[&str]) -> String {
+    use clap::Parser;
+    let mut argv = vec!["employee-api"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("arguments parse");
+    Config::from_settings(cli.settings)
+        .expect_err("configuration must be refused")
+        .to_string()
+}
+
+#[test]
+fn postgres_without_a_secret_is_refused() {
+    let msg = config_error(&["--database-url", "postgres://u@127.0.0.1/db"]);
+    assert!(msg.starts_with("JWT_SECRET_KEY"), "{msg}");
+}
+
+#[test]
+fn secrets_shorter_than_the_hash_are_refused() {
+    for (alg, len) in [("HS256", 31), ("HS384", 47), ("HS512", 63)] {
+        let secret = "k".repeat(len);
+        let msg = config_error(&["--jwt-algorithm", alg, "--jwt-secret-key", &secret]);
+        assert!(
+            msg.contains(&format!("at least {}", len + 1)),
+            "{alg}: {msg}"
+        );
+        assert!(!msg.contains(&secret), "the secret is not echoed");
+    }
+}
+
+#[test]
+fn unknown_algorithms_and_low_password_minimums_are_refused() {
+    assert!(config_error(&["--jwt-algorithm", "RS256"]).starts_with("JWT_ALGORITHM"));
+    assert!(config_error(&["--jwt-algorithm", "none"]).starts_with("JWT_ALGORITHM"));
+    assert!(config_error(&["--password-min-length", "7"]).starts_with("PASSWORD_MIN_LENGTH"));
+    assert!(config_error(&["--cors-allowed-origins", "*"]).starts_with("CORS_ALLOWED_ORIGINS"));
+    assert!(config_error(&["--cors-allowed-origins", "null"]).starts_with("CORS_ALLOWED_ORIGINS"));
+}

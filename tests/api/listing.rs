@@ -1,0 +1,290 @@
+//! Listing employees: pagination (offset and cursor), sorting, filters, counts.
+
+use std::collections::HashSet;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::{db_test, helpers::*};
+
+/// Seeds employees whose sort keys tie often, so paging must break ties by emp_id.
+async fn seed(app: &TestApp, token: &str) {
+    let cities = ["Oslo", "Zürich", "ZÜRICH", "oslo", "São Paulo"];
+    let countries = ["Norway", "Switzerland", "Brazil"];
+    let names = ["Ann", "Bob", "ann", "Émile"];
+    let dobs = ["1980-01-01", "1990-06-15", "1980-01-01", "2000-12-31"];
+    for i in 1..=23u64 {
+        let n = i as usize;
+        app.create_employee(
+            token,
+            i * 10,
+            names[n % 4],
+            cities[n % 5],
+            countries[n % 3],
+            dobs[n % 4],
+        )
+        .await;
+    }
+}
+
+fn ids(body: &Value) -> Vec<i64> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["emp_id"].as_i64().unwrap())
+        .collect()
+}
+
+/// The next-page URL from a `Link` header, if any.
+fn next_link(res: &TestResponse) -> Option<String> {
+    let link = res.header("link")?;
+    assert!(link.ends_with("; rel=\"next\""), "{link}");
+    Some(
+        link.trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+db_test!(default_list_is_ordered_by_emp_id_with_total_count, |app| {
+    let admin = app.admin_token().await;
+    seed(&app, &admin).await;
+    let res = app.get("/employees/", Some(&admin)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("x-total-count"), Some("23"));
+    let got = ids(&res.json());
+    assert_eq!(got, (1..=23).map(|i| i * 10).collect::<Vec<_>>());
+    assert!(res.header("link").is_none(), "no next page");
+});
+
+db_test!(
+    paging_every_sort_by_offset_and_by_cursor_never_repeats_or_skips,
+    |app| {
+        let admin = app.admin_token().await;
+        seed(&app, &admin).await;
+        for sort in ["emp_id", "emp_name", "emp_dob", "city", "country"] {
+            for order in ["asc", "desc"] {
+                let full = ids(&app
+                    .get(
+                        &format!("/employees/?sort_by={sort}&order={order}&limit=1000"),
+                        Some(&admin),
+                    )
+                    .await
+                    .json());
+                assert_eq!(full.len(), 23);
+                // Offset pages.
+                let mut by_offset = Vec::new();
+                for offset in (0..23).step_by(4) {
+                    let page = app
+                        .get(
+                            &format!(
+                                "/employees/?sort_by={sort}&order={order}&limit=4&offset={offset}"
+                            ),
+                            Some(&admin),
+                        )
+                        .await;
+                    by_offset.extend(ids(&page.json()));
+                }
+                assert_eq!(by_offset, full, "offset paging {sort} {order}");
+                // Cursor pages, following Link.
+                let mut by_cursor = Vec::new();
+                let mut url = format!("/employees/?sort_by={sort}&order={order}&limit=4");
+                loop {
+                    let page = app.get(&url, Some(&admin)).await;
+                    assert_eq!(page.status, StatusCode::OK, "{url}: {}", page.text());
+                    by_cursor.extend(ids(&page.json()));
+                    match next_link(&page) {
+                        Some(next) => url = next,
+                        None => break,
+                    }
+                }
+                assert_eq!(by_cursor, full, "cursor paging {sort} {order}");
+                let unique: HashSet<_> = full.iter().collect();
+                assert_eq!(unique.len(), 23);
+            }
+        }
+    }
+);
+
+db_test!(sorting_breaks_ties_by_emp_id_in_the_same_direction, |app| {
+    let admin = app.admin_token().await;
+    for id in [3, 1, 2] {
+        app.create_employee(&admin, id, "Same", "Same", "Same", "1990-01-01")
+            .await;
+    }
+    assert_eq!(
+        ids(&app
+            .get("/employees/?sort_by=city", Some(&admin))
+            .await
+            .json()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        ids(&app
+            .get("/employees/?sort_by=city&order=desc", Some(&admin))
+            .await
+            .json()),
+        [3, 2, 1]
+    );
+});
+
+db_test!(
+    cursor_paging_is_stable_under_concurrent_inserts_and_deletes,
+    |app| {
+        let admin = app.admin_token().await;
+        for id in 1..=10 {
+            app.create_employee(&admin, id * 10, "N", "C", "K", "1990-01-01")
+                .await;
+        }
+        let first = app.get("/employees/?limit=3", Some(&admin)).await;
+        assert_eq!(ids(&first.json()), [10, 20, 30]);
+        let next = next_link(&first).unwrap();
+        // Rows before the cursor change; the next page is unaffected.
+        app.delete("/employees/10", Some(&admin)).await;
+        app.create_employee(&admin, 5, "N", "C", "K", "1990-01-01")
+            .await;
+        assert_eq!(
+            ids(&app.get(&next, Some(&admin)).await.json()),
+            [40, 50, 60]
+        );
+    }
+);
+
+db_test!(
+    city_and_country_filters_are_unicode_case_insensitive_substrings,
+    |app| {
+        let admin = app.admin_token().await;
+        app.create_employee(&admin, 1, "A", "Zürich", "Switzerland", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 2, "B", "ZÜRICH", "Schweiz", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 3, "C", "Zurich", "USA", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 4, "D", "São Paulo", "Brasil", "1990-01-01")
+            .await;
+        let cases = [
+            ("city=z%C3%BCrich", vec![1, 2]),
+            ("city=%C3%BCR", vec![1, 2]),
+            ("city=%C3%9C", vec![1, 2]),
+            ("city=zurich", vec![3]),
+            ("city=S%C3%83O", vec![4]),
+            ("city=s%C3%A3o%20p", vec![4]),
+            ("city=rich&country=sw", vec![1]),
+            ("country=s", vec![1, 2, 3, 4]),
+            ("country=SCHWEIZ", vec![2]),
+            ("city=", vec![1, 2, 3, 4]),
+        ];
+        for (query, expected) in cases {
+            let res = app.get(&format!("/employees/?{query}"), Some(&admin)).await;
+            assert_eq!(res.status, StatusCode::OK, "{query}");
+            assert_eq!(ids(&res.json()), expected, "{query}");
+            assert_eq!(
+                res.header("x-total-count"),
+                Some(expected.len().to_string().as_str()),
+                "{query}"
+            );
+        }
+    }
+);
+
+db_test!(
+    percent_underscore_and_backslash_in_filters_are_literal,
+    |app| {
+        let admin = app.admin_token().await;
+        app.create_employee(&admin, 1, "A", "100% Town", "X", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 2, "B", "A_B City", "X", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 3, "C", "Back\\slash", "X", "1990-01-01")
+            .await;
+        app.create_employee(&admin, 4, "D", "Plain", "X", "1990-01-01")
+            .await;
+        let cases = [
+            ("city=%25", vec![1]),
+            ("city=0%25%20t", vec![1]),
+            ("city=_", vec![2]),
+            ("city=a_b", vec![2]),
+            ("city=%5C", vec![3]),
+            ("city=k%5Cs", vec![3]),
+            ("city=%25%25", vec![]),
+            ("city=pla", vec![4]),
+        ];
+        for (query, expected) in cases {
+            let res = app.get(&format!("/employees/?{query}"), Some(&admin)).await;
+            assert_eq!(ids(&res.json()), expected, "{query}");
+        }
+    }
+);
+
+db_test!(filtered_cursor_pages_keep_the_filter, |app| {
+    let admin = app.admin_token().await;
+    for id in 1..=9 {
+        let city = if id % 3 == 0 { "Bergen" } else { "Oslo" };
+        app.create_employee(&admin, id, "N", city, "Norway", "1990-01-01")
+            .await;
+    }
+    let first = app.get("/employees/?city=osl&limit=4", Some(&admin)).await;
+    assert_eq!(ids(&first.json()), [1, 2, 4, 5]);
+    assert_eq!(first.header("x-total-count"), Some("6"));
+    let second = app.get(&next_link(&first).unwrap(), Some(&admin)).await;
+    assert_eq!(ids(&second.json()), [7, 8]);
+    assert!(next_link(&second).is_none());
+});
+
+db_test!(
+    invalid_list_parameters_return_422_at_their_query_location,
+    |app| {
+        let token = app.user_token().await;
+        let long = "x".repeat(101);
+        let cases = [
+            ("limit=0", "query.limit"),
+            ("limit=1001", "query.limit"),
+            ("limit=ten", "query.limit"),
+            ("offset=-1", "query.offset"),
+            ("offset=10000001", "query.offset"),
+            ("sort_by=password_hash", "query.sort_by"),
+            ("sort_by=emp_id;DROP", "query.sort_by"),
+            ("order=sideways", "query.order"),
+            ("colour=blue", "query.colour"),
+            ("cursor=not-a-cursor", "query.cursor"),
+        ];
+        for (query, loc) in cases {
+            let res = app.get(&format!("/employees/?{query}"), Some(&token)).await;
+            assert_eq!(res.error_locs(), vec![loc], "{query}");
+        }
+        let res = app
+            .get(&format!("/employees/?city={long}"), Some(&token))
+            .await;
+        assert_eq!(res.error_locs(), vec!["query.city"]);
+    }
+);
+
+db_test!(prefer_count_none_omits_the_total, |app| {
+    let admin = app.admin_token().await;
+    app.create_employee(&admin, 1, "A", "B", "C", "1990-01-01")
+        .await;
+    let req = axum::http::Request::builder()
+        .uri("/employees/")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("prefer", "count=none")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.send_request(req).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.header("x-total-count").is_none());
+    assert_eq!(res.header("preference-applied"), Some("count=none"));
+});
+
+db_test!(total_count_follows_inserts_and_deletes, |app| {
+    let admin = app.admin_token().await;
+    let count = |res: TestResponse| res.header("x-total-count").unwrap().to_owned();
+    assert_eq!(count(app.get("/employees/", Some(&admin)).await), "0");
+    for id in 1..=3 {
+        app.create_employee(&admin, id, "A", "B", "C", "1990-01-01")
+            .await;
+    }
+    app.delete("/employees/2", Some(&admin)).await;
+    assert_eq!(count(app.get("/employees/", Some(&admin)).await), "2");
+});
