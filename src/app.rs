@@ -135,6 +135,7 @@ pub fn build_router(state: AppState) -> Router {
         .layer(overload)
         .layer(cors_layer(&config))
         .layer(middleware::from_fn(json_error_bodies))
+        .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn(security_headers))
         .layer(
             TraceLayer::new_for_http()
@@ -177,6 +178,25 @@ fn on_response(res: &Response, latency: Duration, _span: &tracing::Span) {
         latency_ms = latency.as_secs_f64() * 1000.0,
         "request finished"
     );
+}
+
+/// Counts each request and its latency per method, matched route and status.
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    // The route template, never the raw path, so label values stay few.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str)
+        .to_owned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    res
 }
 
 /// Keeps a client's `X-Request-Id` only when it is short and plain; otherwise a fresh one is
@@ -324,6 +344,7 @@ async fn rate_limit(State(state): State<AppState>, mut req: Request, next: Next)
         next.run(req).await
     } else {
         tracing::warn!(event = "excess_rate_limit_exceeded", client = %key, "request budget exhausted");
+        metrics::counter!("rate_limit_rejections_total", "limit" => "request").increment(1);
         ApiError::TooManyRequests {
             retry_after_secs: decision.retry_after_secs,
         }

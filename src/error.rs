@@ -94,6 +94,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A conflict whose message is built at run time (never from secrets).
+    #[error("conflict: {0}")]
+    ConflictDetail(String),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -128,7 +131,7 @@ impl ApiError {
             }
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -146,6 +149,7 @@ impl ApiError {
             ApiError::BadCredentials => "Incorrect username or password",
             ApiError::Forbidden => "The user does not have administrative privileges",
             ApiError::NotFound(msg) | ApiError::Conflict(msg) => msg,
+            ApiError::ConflictDetail(msg) => msg,
             ApiError::PayloadTooLarge => "Request body too large",
             ApiError::UnsupportedMediaType(msg) => msg,
             ApiError::TooManyRequests { .. } => "Too many requests",

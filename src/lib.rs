@@ -24,5 +24,7 @@ pub mod redis_store;
 pub mod routes;
 /// Start-up, serving and graceful shutdown.
 pub mod server;
-/// Logging set-up.
+/// Logging set-up and Prometheus metrics.
 pub mod telemetry;
+/// Bulk import and export (CSV, NDJSON, JSON).
+pub mod transfer;

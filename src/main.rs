@@ -2,14 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use employee_api::cli::{Cli, run};
+use employee_api::cli::{parse_args, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `.env` never overrides variables already set in the environment.
-    let _ = dotenvy::dotenv();
-    match run(Cli::parse()).await {
+    // `.env` in the working directory; it never overrides variables already set.
+    let _ = dotenvy::from_path(".env");
+    let outcome = match parse_args(std::env::args_os().collect()) {
+        Ok(cli) => run(cli).await,
+        Err(failure) => Err(failure),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("{}", failure.message);

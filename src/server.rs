@@ -210,6 +210,9 @@ pub async fn run(
         AppState::new(config, db, &secret, "employee-api").map_err(|e| fail("start-up", e))?;
     ensure_admin(&state).await?;
     spawn_housekeeping(&state);
+    if let Some(addr) = state.config.metrics_addr {
+        serve_metrics(addr, state.db.clone()).await?;
+    }
     let listener = TcpListener::bind(bind_addr)
         .await
         .map_err(|e| fail(&format!("cannot listen on {bind_addr}"), e))?;
@@ -218,6 +221,40 @@ pub async fn run(
     serve(listener, state, shutdown).await;
     db.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves Prometheus metrics at `http://addr/metrics`, on a listener of its own so the API
+/// port never exposes them.
+async fn serve_metrics(addr: SocketAddr, db: Db) -> Result<(), StartupError> {
+    let handle = crate::telemetry::metrics_export::install().map_err(|e| fail("metrics", e))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| fail(&format!("cannot listen on METRICS_ADDR {addr}"), e))?;
+    let router = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (handle, db) = (handle.clone(), db.clone());
+            async move {
+                let (in_use, idle) = db.pool_usage();
+                metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+                metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

@@ -313,3 +313,120 @@ mod tests {
         assert_eq!(fts_phrase(r#"a"b"#), r#""a""b""#);
     }
 }
+
+/// What an import does with an `emp_id` that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Refuse the whole import (the default).
+    #[default]
+    Error,
+    /// Keep the stored row, ignore the imported one.
+    Skip,
+    /// Replace the stored row's fields (its `id` is kept).
+    Update,
+}
+
+/// A write transaction for bulk imports. Dropping it without [`ImportTx::commit`] rolls back.
+pub struct ImportTx {
+    tx: Tx,
+}
+
+enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// Rows per INSERT statement: 8 parameters each stays far below both backends' limits.
+pub const IMPORT_BATCH: usize = 1000;
+
+impl Db {
+    /// Starts an import. On SQLite the transaction takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it cannot fail half-way with SQLITE_BUSY.
+    pub async fn begin_import(&self) -> Result<ImportTx, sqlx::Error> {
+        let tx = match &self.backend {
+            super::Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            super::Backend::Sqlite { writer, .. } => {
+                Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        };
+        Ok(ImportTx { tx })
+    }
+}
+
+impl ImportTx {
+    /// Writes up to [`IMPORT_BATCH`] rows in one statement. Returns the `emp_id`s written
+    /// (with `Error` or `Skip`, the ones missing from the answer already existed).
+    pub async fn insert_batch(
+        &mut self,
+        rows: &[NewEmployee],
+        mode: OnConflict,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut text = String::from(
+            "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) VALUES ",
+        );
+        for i in 0..rows.len() {
+            let b = i * 8;
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!(
+                "(${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        text.push_str(match mode {
+            OnConflict::Error | OnConflict::Skip => " ON CONFLICT (emp_id) DO NOTHING RETURNING emp_id",
+            OnConflict::Update => {
+                " ON CONFLICT (emp_id) DO UPDATE SET emp_name = excluded.emp_name, city = excluded.city, \
+                 country = excluded.country, emp_dob = excluded.emp_dob, city_folded = excluded.city_folded, \
+                 country_folded = excluded.country_folded RETURNING emp_id"
+            }
+        });
+        macro_rules! run {
+            ($conn:expr) => {{
+                let mut q = sqlx::query_scalar(AssertSqlSafe(text));
+                for row in rows {
+                    q = q
+                        .bind(row.emp_id.get())
+                        .bind(Uuid::new_v4())
+                        .bind(row.emp_name.as_str().to_owned())
+                        .bind(row.city.as_str().to_owned())
+                        .bind(row.country.as_str().to_owned())
+                        .bind(row.emp_dob.get())
+                        .bind(fold(row.city.as_str()))
+                        .bind(fold(row.country.as_str()));
+                }
+                q.fetch_all(&mut **$conn).await
+            }};
+        }
+        match &mut self.tx {
+            Tx::Postgres(tx) => run!(tx),
+            Tx::Sqlite(tx) => run!(tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.tx {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.tx {
+            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+}

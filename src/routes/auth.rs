@@ -94,6 +94,7 @@ async fn register(
         .await;
     if !decision.allowed {
         tracing::warn!(event = "excess_rate_limit_exceeded", client_ip = %ip, limit = "registration", "registration refused");
+        metrics::counter!("rate_limit_rejections_total", "limit" => "registration").increment(1);
         let mut res = ApiError::TooManyRequests {
             retry_after_secs: decision.retry_after_secs,
         }
@@ -203,6 +204,7 @@ async fn login(
         Ok(attempt) => attempt,
         Err(wait) => {
             tracing::warn!(event = "authn_login_lock", username = %account.escape_debug(), client_ip = %ip, retry_after = wait, "login throttled");
+            metrics::counter!("auth_login_throttled_total").increment(1);
             return Err(ApiError::TooManyRequests {
                 retry_after_secs: wait,
             });
@@ -221,6 +223,7 @@ async fn login(
     let Some(user) = user.filter(|_| matched) else {
         state.limiters.logins.failed(attempt);
         tracing::warn!(event = "authn_login_fail", username = %account.escape_debug(), client_ip = %ip, "login failed");
+        metrics::counter!("auth_login_failures_total").increment(1);
         return Err(ApiError::BadCredentials);
     };
     state.limiters.logins.succeeded(attempt).await;

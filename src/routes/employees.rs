@@ -2,28 +2,40 @@
 
 use axum::{
     Json,
-    body::Body,
+    body::{Body, Bytes},
     extract::{FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
-    response::Response,
+    response::{IntoResponse, Response},
 };
+use futures_util::StreamExt;
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
     auth::extract::{AdminUser, AuthUser},
+    db::employees::OnConflict,
     domain::{
         employee::{EmpId, Employee, EmployeeChanges, NewEmployee},
         listing::{Cursor, EmployeeQuery},
     },
-    error::{ApiError, ErrorDetail, JsonObject, OnConflict, QueryPairs, ValidationErrorBody},
+    error::{
+        ApiError, ErrorDetail, FieldError, JsonObject, LocPart, OnConflict as _, QueryPairs,
+        ValidationErrorBody,
+    },
+    transfer::{
+        EXPORT_PAGE, ExportFormat, ImportFailure, ImportReport, Importer, check_csv_header,
+        csv_record_to_fields, export_page,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_employee, list_employees))
         .routes(routes!(get_employee, update_employee, delete_employee))
+        .routes(routes!(export_employees))
+        .routes(routes!(import_employees))
 }
 
 /// `{emp_id}` from the path, parsed (422 with `loc: ["path", "emp_id"]` otherwise).
@@ -332,4 +344,321 @@ async fn delete_employee(
         "employee deleted"
     );
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query parameters of the export.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
+pub struct ExportParams {
+    /// Output format.
+    #[param(inline, default = "csv")]
+    format: Option<ExportFormatParam>,
+    /// Case-insensitive substring of the city.
+    #[param(max_length = 100)]
+    city: Option<String>,
+    /// Case-insensitive substring of the country.
+    #[param(max_length = 100)]
+    country: Option<String>,
+    /// Sort column; ties are broken by `emp_id`.
+    #[param(inline, default = "emp_id")]
+    sort_by: Option<SortBy>,
+    /// Sort direction.
+    #[param(inline, default = "asc")]
+    order: Option<SortOrder>,
+}
+
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, reason = "the variants are the wire values")]
+pub enum ExportFormatParam {
+    csv,
+    ndjson,
+}
+
+/// Query parameters of the import.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
+pub struct ImportParams {
+    /// What to do with an `emp_id` that already exists.
+    #[param(inline, default = "error")]
+    on_conflict: Option<OnConflictParam>,
+    /// Validate and report, store nothing.
+    #[param(default = false)]
+    dry_run: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[allow(non_camel_case_types, reason = "the variants are the wire values")]
+pub enum OnConflictParam {
+    error,
+    skip,
+    update,
+}
+
+/// Export employees as CSV or NDJSON (administrators only), streamed page by page with
+/// constant memory; same filters and sort as the list.
+#[utoipa::path(get, path = "/employees/export", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(ExportParams),
+    responses(
+        (status = 200, description = "The export", content(
+            (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
+            (String = "application/x-ndjson"))),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody),
+    ))]
+async fn export_employees(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    QueryPairs(mut pairs): QueryPairs,
+) -> Result<Response, ApiError> {
+    let mut format = ExportFormat::Csv;
+    let mut errors = Vec::new();
+    pairs.retain(|(k, v)| {
+        if k != "format" {
+            return true;
+        }
+        match ExportFormat::parse(v) {
+            Some(f) => format = f,
+            None => errors.push(FieldError::at(
+                "query",
+                "format",
+                "literal_error",
+                "Input should be 'csv' or 'ndjson'",
+            )),
+        }
+        false
+    });
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(k, _)| matches!(k.as_str(), "limit" | "offset" | "cursor"))
+    {
+        errors.push(FieldError::at(
+            "query",
+            key,
+            "extra_forbidden",
+            "Unknown query parameter",
+        ));
+    }
+    let mut query = EmployeeQuery::parse(&pairs).map_err(ApiError::Validation)?;
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    query.limit = EXPORT_PAGE;
+    tracing::info!(
+        event = "employees_exported",
+        by = admin.id,
+        "export started"
+    );
+
+    let db = state.db.clone();
+    let first = std::iter::once(Ok::<_, std::io::Error>(Bytes::from(format.preamble())));
+    let pages = futures_util::stream::unfold(Some(query), move |next| {
+        let db = db.clone();
+        async move {
+            let query = next?;
+            match export_page(&db, &query).await {
+                Ok((rows, next)) => {
+                    let mut chunk = Vec::with_capacity(rows.len() * 96);
+                    format.write_rows(&rows, &mut chunk);
+                    Some((Ok(Bytes::from(chunk)), next))
+                }
+                Err(e) => {
+                    // Headers are already sent: end the body early (the client sees a
+                    // truncated transfer) and log the cause.
+                    tracing::error!(error = %e, "export failed part-way");
+                    Some((Err(std::io::Error::other("export failed")), None))
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::iter(first).chain(pages));
+    let filename = match format {
+        ExportFormat::Csv => "attachment; filename=\"employees.csv\"",
+        ExportFormat::Ndjson => "attachment; filename=\"employees.ndjson\"",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Import employees from CSV (`text/csv`, see the README for the format) or a JSON array of
+/// EmployeeCreate objects (administrators only). Every row is checked with the same rules as
+/// `POST /employees/`; all rows are stored or none.
+#[utoipa::path(post, path = "/employees/import", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(ImportParams),
+    request_body(description = "CSV with a header row, or a JSON array of EmployeeCreate", content(
+        (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
+        (Vec<EmployeeCreate> = "application/json"))),
+    responses(
+        (status = 200, description = "Imported (or, with dry_run, would import)", body = ImportReport,
+            example = json!({"rows": 2, "written": 2, "skipped": 0, "dry_run": false})),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 409, description = "Some emp_id already exists (on_conflict=error); nothing stored", body = ErrorDetail,
+            example = json!({"detail": "2 rows conflict with existing or repeated emp_id: emp_id 7 at 3, emp_id 9 at 5"})),
+        (status = 413, description = "Body over 1 MiB (use the CLI for larger files)", body = ErrorDetail),
+        (status = 415, description = "Neither text/csv nor application/json", body = ErrorDetail),
+        (status = 422, description = "Invalid rows, located by CSV line or JSON index; nothing stored", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", 3, "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
+    ))]
+async fn import_employees(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    QueryPairs(pairs): QueryPairs,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ImportReport>, ApiError> {
+    let (mode, dry_run) = parse_import_params(&pairs)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut importer = Importer::new(&state.db, mode, dry_run);
+    match media.as_str() {
+        "application/json" => {
+            let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
+                return Err(ApiError::field(
+                    "body",
+                    "",
+                    "list_type",
+                    "Input should be a valid JSON array",
+                ));
+            };
+            for (i, item) in items.into_iter().enumerate() {
+                let fields = match item {
+                    Value::Object(map) => map,
+                    _ => serde_json::Map::from_iter([("_".to_owned(), Value::Null)]),
+                };
+                importer
+                    .push(LocPart::Index(i), fields)
+                    .await
+                    .map_err(import_error)?;
+            }
+        }
+        "text/csv" => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(body.as_ref());
+            let names = reader
+                .headers()
+                .map_err(|_| ApiError::field("body", "", "csv_invalid", "Unreadable CSV header"))
+                .and_then(|h| {
+                    check_csv_header(h)
+                        .map_err(|msg| ApiError::field("body", "", "csv_header", msg))
+                })?;
+            for record in reader.records() {
+                let record = record.map_err(|e| {
+                    let line = e.position().map_or(0, |p| p.line());
+                    ApiError::Validation(vec![FieldError::new(
+                        vec!["body".into(), LocPart::Index(line as usize)],
+                        "csv_invalid",
+                        "Malformed CSV row (check quoting and the number of fields)",
+                    )])
+                })?;
+                let line = record.position().map_or(0, |p| p.line()) as usize;
+                importer
+                    .push(LocPart::Index(line), csv_record_to_fields(&names, &record))
+                    .await
+                    .map_err(import_error)?;
+            }
+        }
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "Unsupported media type: expected text/csv or application/json",
+            ));
+        }
+    }
+    let report = importer.finish().await.map_err(import_error)?;
+    tracing::info!(
+        event = "employees_imported",
+        by = admin.id,
+        rows = report.rows,
+        written = report.written,
+        dry_run,
+        "import"
+    );
+    Ok(Json(report))
+}
+
+fn parse_import_params(pairs: &[(String, String)]) -> Result<(OnConflict, bool), ApiError> {
+    let mut mode = OnConflict::Error;
+    let mut dry_run = false;
+    let mut errors = Vec::new();
+    for (key, value) in pairs {
+        match (key.as_str(), value.as_str()) {
+            ("on_conflict", "error") => mode = OnConflict::Error,
+            ("on_conflict", "skip") => mode = OnConflict::Skip,
+            ("on_conflict", "update") => mode = OnConflict::Update,
+            ("on_conflict", _) => errors.push(FieldError::at(
+                "query",
+                key,
+                "literal_error",
+                "Input should be 'error', 'skip' or 'update'",
+            )),
+            ("dry_run", "true" | "1") => dry_run = true,
+            ("dry_run", "false" | "0") => dry_run = false,
+            ("dry_run", _) => errors.push(FieldError::at(
+                "query",
+                key,
+                "bool_parsing",
+                "Input should be a valid boolean",
+            )),
+            _ => errors.push(FieldError::at(
+                "query",
+                key,
+                "extra_forbidden",
+                "Unknown query parameter",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok((mode, dry_run))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The HTTP answer for a failed import.
+fn import_error(failure: ImportFailure) -> ApiError {
+    match failure {
+        ImportFailure::Invalid { mut errors, more } => {
+            if more > 0 {
+                errors.push(FieldError::new(
+                    vec!["body".into()],
+                    "too_many_errors",
+                    format!("{more} more errors not shown"),
+                ));
+            }
+            ApiError::Validation(errors)
+        }
+        ImportFailure::Conflict { locations } => {
+            let shown: Vec<String> = locations
+                .iter()
+                .take(20)
+                .map(|(loc, id)| match loc {
+                    LocPart::Index(i) => format!("emp_id {id} at {i}"),
+                    LocPart::Key(k) => format!("emp_id {id} at {k}"),
+                })
+                .collect();
+            ApiError::ConflictDetail(format!(
+                "{} rows conflict with existing or repeated emp_id: {}{}",
+                locations.len(),
+                shown.join(", "),
+                if locations.len() > 20 { ", ..." } else { "" }
+            ))
+        }
+        ImportFailure::Database(e) => ApiError::from(e),
+        ImportFailure::Unreadable(msg) => ApiError::field("body", "", "csv_invalid", msg),
+    }
 }

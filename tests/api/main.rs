@@ -10,3 +10,4 @@ mod health;
 mod listing;
 mod openapi;
 mod security;
+mod transfer;
