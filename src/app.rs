@@ -217,7 +217,8 @@ async fn drop_malformed_request_id(mut req: Request, next: Next) -> Response {
 
 /// Headers every response carries (OWASP secure headers).
 async fn security_headers(req: Request, next: Next) -> Response {
-    let is_docs = req.uri().path().starts_with("/docs");
+    let path = req.uri().path();
+    let is_docs = path.starts_with("/docs") || path.starts_with("/redoc");
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
     headers.insert(
@@ -235,12 +236,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
     );
     headers.remove(header::SERVER);
     if is_docs {
-        // Swagger UI: its own scripts and styles only; nothing from other origins.
+        // Swagger UI and ReDoc: their own scripts and styles only, nothing from other origins.
+        // ReDoc's search runs in a worker made from a blob: URL.
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
                 "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                 connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
             ),
         );
         headers
