@@ -32,8 +32,9 @@ impl From<&str> for LocPart {
 /// value, so a password in a bad request is never echoed back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
-    /// Where the bad input is: starts with `body`, `query`, `path` or `header`.
-    #[schema(value_type = Vec<Object>, example = json!(["body", "emp_dob"]))]
+    /// Where the bad input is: starts with `body`, `query`, `path` or `header`, then field
+    /// names and (for arrays and CSV lines) indexes.
+    #[schema(example = json!(["body", "emp_dob"]))]
     pub loc: Vec<LocPart>,
     /// A human-readable reason.
     #[schema(example = "Date of birth cannot be in the future")]

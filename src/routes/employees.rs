@@ -97,11 +97,11 @@ pub struct EmployeeUpdate {
 #[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
 pub struct PageParams {
     /// Rows to skip.
-    #[param(minimum = 0, maximum = 10000000, default = 0)]
-    offset: Option<u64>,
+    #[param(minimum = 0, maximum = 10000000, default = 0, required = false)]
+    offset: u64,
     /// Rows to return.
-    #[param(minimum = 1, maximum = 1000, default = 100)]
-    limit: Option<u32>,
+    #[param(minimum = 1, maximum = 1000, default = 100, required = false)]
+    limit: u32,
 }
 
 /// Query parameters of the employee list.
@@ -110,27 +110,27 @@ pub struct PageParams {
 #[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
 pub struct ListParams {
     /// Rows to skip (offset pagination). Not combinable with `cursor`.
-    #[param(minimum = 0, maximum = 10000000, default = 0)]
-    offset: Option<u64>,
+    #[param(minimum = 0, maximum = 10000000, default = 0, required = false)]
+    offset: u64,
     /// Rows to return.
-    #[param(minimum = 1, maximum = 1000, default = 100)]
-    limit: Option<u32>,
+    #[param(minimum = 1, maximum = 1000, default = 100, required = false)]
+    limit: u32,
     /// Case-insensitive substring of the city (`%`, `_`, `\` match literally).
-    #[param(max_length = 100)]
-    city: Option<String>,
+    #[param(max_length = 100, required = false)]
+    city: String,
     /// Case-insensitive substring of the country (`%`, `_`, `\` match literally).
-    #[param(max_length = 100)]
-    country: Option<String>,
-    /// Sort column; ties are broken by `emp_id`.
-    #[param(inline, default = "emp_id")]
-    sort_by: Option<SortBy>,
-    /// Sort direction.
-    #[param(inline, default = "asc")]
-    order: Option<SortOrder>,
+    #[param(max_length = 100, required = false)]
+    country: String,
+    /// Sort column (default `emp_id`); ties are broken by `emp_id`.
+    #[param(inline, required = false)]
+    sort_by: SortBy,
+    /// Sort direction (default `asc`).
+    #[param(inline, required = false)]
+    order: SortOrder,
     /// Opaque keyset cursor from a previous page's `Link: rel="next"`; carries the sort and
     /// filters, so send it only with `limit`.
-    #[param(max_length = 1024)]
-    cursor: Option<String>,
+    #[param(max_length = 1024, required = false)]
+    cursor: String,
 }
 
 #[derive(ToSchema)]
@@ -351,21 +351,21 @@ async fn delete_employee(
 #[into_params(parameter_in = Query)]
 #[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
 pub struct ExportParams {
-    /// Output format.
-    #[param(inline, default = "csv")]
-    format: Option<ExportFormatParam>,
+    /// Output format (default `csv`).
+    #[param(inline, required = false)]
+    format: ExportFormatParam,
     /// Case-insensitive substring of the city.
-    #[param(max_length = 100)]
-    city: Option<String>,
+    #[param(max_length = 100, required = false)]
+    city: String,
     /// Case-insensitive substring of the country.
-    #[param(max_length = 100)]
-    country: Option<String>,
-    /// Sort column; ties are broken by `emp_id`.
-    #[param(inline, default = "emp_id")]
-    sort_by: Option<SortBy>,
-    /// Sort direction.
-    #[param(inline, default = "asc")]
-    order: Option<SortOrder>,
+    #[param(max_length = 100, required = false)]
+    country: String,
+    /// Sort column (default `emp_id`); ties are broken by `emp_id`.
+    #[param(inline, required = false)]
+    sort_by: SortBy,
+    /// Sort direction (default `asc`).
+    #[param(inline, required = false)]
+    order: SortOrder,
 }
 
 #[derive(ToSchema)]
@@ -380,12 +380,12 @@ pub enum ExportFormatParam {
 #[into_params(parameter_in = Query)]
 #[expect(dead_code, reason = "describes query parameters for OpenAPI only")]
 pub struct ImportParams {
-    /// What to do with an `emp_id` that already exists.
-    #[param(inline, default = "error")]
-    on_conflict: Option<OnConflictParam>,
+    /// What to do with an `emp_id` that already exists (default `error`).
+    #[param(inline, required = false)]
+    on_conflict: OnConflictParam,
     /// Validate and report, store nothing.
-    #[param(default = false)]
-    dry_run: Option<bool>,
+    #[param(default = false, required = false)]
+    dry_run: bool,
 }
 
 #[derive(ToSchema)]

@@ -5,6 +5,8 @@ mod helpers;
 mod auth;
 mod binary;
 mod bootstrap;
+mod browser;
+mod cli;
 mod employees;
 mod health;
 mod listing;
