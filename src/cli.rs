@@ -246,7 +246,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         _ => {}
     }
     let config = Config::from_settings(cli.settings)?;
-    crate::telemetry::init(config.log_format);
+    let _log_guard = crate::telemetry::init(config.log_format);
     match command {
         Command::Serve => server::run(config, server::shutdown_signal())
             .await

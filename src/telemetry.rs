@@ -4,10 +4,21 @@ use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberI
 
 use crate::config::LogFormat;
 
+/// Keeps the background log writer alive; logs still queued are flushed when it drops.
+pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
 /// Installs the global subscriber. Default filter: `info`, with sqlx's per-query logs at warn.
-pub fn init(format: LogFormat) {
+///
+/// Lines go through a bounded in-memory queue to a writer thread, so a slow or blocked stdout
+/// (a full pipe, a stalled log shipper) can never stall request handling: when the queue is
+/// full, lines are dropped and counted instead.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(64 * 1024)
+        .lossy(true)
+        .finish(std::io::stdout());
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
@@ -16,13 +27,16 @@ pub fn init(format: LogFormat) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_target(false).with_writer(writer))
+            .try_init(),
     };
-    // A second init (tests) keeps the first subscriber.
-    drop(result);
+    // A second init (tests) keeps the first subscriber; its guard is not needed then.
+    result.ok().map(|()| guard)
 }
 
 /// Prometheus metrics. Recording goes through the `metrics` facade, which costs nothing until

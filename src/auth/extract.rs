@@ -24,6 +24,31 @@ pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The user id named by a valid token, NOT yet checked against the database. A handler that
+/// takes this must itself confirm the user still exists (as `Db::employee_seen_by` does in the
+/// same query), or use [`AuthUser`].
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubject(pub i64);
+
+impl FromRequestParts<AppState> for TokenSubject {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(subject) = parts.extensions.get::<VerifiedSubject>() {
+            return Ok(TokenSubject(subject.0));
+        }
+        let token = bearer_token(&parts.headers).ok_or(ApiError::NotAuthenticated)?;
+        state
+            .tokens
+            .verify(token)
+            .map(TokenSubject)
+            .ok_or(ApiError::InvalidToken)
+    }
+}
+
 /// Any authenticated user.
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub User);
@@ -35,13 +60,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user_id = match parts.extensions.get::<VerifiedSubject>() {
-            Some(subject) => subject.0,
-            None => {
-                let token = bearer_token(&parts.headers).ok_or(ApiError::NotAuthenticated)?;
-                state.tokens.verify(token).ok_or(ApiError::InvalidToken)?
-            }
-        };
+        let TokenSubject(user_id) = TokenSubject::from_request_parts(parts, state).await?;
         let user = state
             .db
             .user_by_id(user_id)

@@ -1,18 +1,31 @@
-//! Argon2id password hashing on the blocking pool, a bounded number at a time.
+//! Argon2id password hashing on a small dedicated thread pool that reuses its memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
-use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
-use tokio::sync::Semaphore;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD as B64};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::{domain::password::Password, error::ApiError};
 
-/// Hashes and verifies passwords. Argon2id with the crate defaults, which are OWASP's minimum
-/// (m=19456 KiB, t=2, p=1). At most `concurrency` run at once, so memory stays bounded
-/// (19 MiB each) and the async workers stay free to answer other requests.
+/// Work for a hashing thread; it lends the job its reusable Argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Stored hashes naming more memory than this (in KiB) are refused rather than computed.
+const MAX_M_COST: u32 = 1024 * 1024;
+
+/// Hashes and verifies passwords: Argon2id with OWASP's minimum parameters (m=19456 KiB, t=2,
+/// p=1), stored in the standard PHC string format.
+///
+/// Hashes run on `concurrency` threads of their own, never on the async workers, so other
+/// requests keep being served during a login storm. Each thread allocates its 19 MiB of Argon2
+/// memory once and reuses it, so memory stays at `concurrency` x 19 MiB however many logins
+/// arrive (allocating per hash let the allocator keep several copies per thread: about 100 MiB
+/// each under a storm of 200 logins).
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    jobs: mpsc::SyncSender<Job>,
     /// A real hash of a random password: unknown users are checked against it, so a login for
     /// a name that does not exist costs the same time as one with a wrong password.
     dummy_hash: Arc<str>,
@@ -20,37 +33,63 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(concurrency: usize) -> Result<Self, ApiError> {
+        let concurrency = concurrency.max(1);
         let mut random = [0u8; 32];
         rand::fill(&mut random);
-        let dummy_hash = argon2()
-            .hash_password(&random)
-            .map_err(|e| ApiError::internal("dummy hash", e))?
-            .to_string();
+        let dummy_hash =
+            hash_with(&mut Vec::new(), &random).map_err(|e| ApiError::internal("dummy hash", e))?;
+        // Capacity = permits: a job is only sent after a permit is taken, so send never blocks.
+        let (jobs, queue) = mpsc::sync_channel::<Job>(concurrency);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            // Every PasswordHasher was dropped: the pool ends.
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .map_err(|e| ApiError::internal("hash thread", e))?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             dummy_hash: dummy_hash.into(),
         })
     }
 
-    /// Runs `work` on the blocking pool once a permit is free.
+    /// Runs `work` on the pool once a permit is free; waiting costs no thread.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| ApiError::internal("hash pool", e))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ApiError::internal("hash task", e))
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|e| ApiError::internal("hash pool", e))?;
+        answer.await.map_err(|e| ApiError::internal("hash task", e))
     }
 
     /// A PHC-format Argon2id hash of `password` with a fresh random salt.
     pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
         let bytes = password.expose().as_bytes().to_vec();
-        self.run(move || argon2().hash_password(&bytes).map(|h| h.to_string()))
+        self.run(move |memory| hash_with(memory, &bytes))
             .await?
             .map_err(|e| ApiError::internal("hash password", e))
     }
@@ -66,14 +105,117 @@ impl PasswordHasher {
         let known = stored_hash.is_some();
         let hash: String = stored_hash.unwrap_or(&self.dummy_hash).to_owned();
         let matched = self
-            .run(move || argon2().verify_password(&bytes, hash.as_str()).is_ok())
+            .run(move |memory| verify_with(memory, &bytes, &hash))
             .await?;
         Ok(known && matched)
     }
 }
 
-fn argon2() -> Argon2<'static> {
-    Argon2::default()
+fn argon2id(m: u32, t: u32, p: u32, out_len: usize) -> Result<Argon2<'static>, argon2::Error> {
+    Ok(Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(m, t, p, Some(out_len))?,
+    ))
+}
+
+/// Grows `memory` to what `argon2` needs and returns that much of it.
+fn blocks_for<'m>(memory: &'m mut Vec<Block>, argon2: &Argon2<'_>) -> &'m mut [Block] {
+    let needed = argon2.params().block_count();
+    if memory.len() < needed {
+        memory.resize(needed, Block::default());
+    }
+    &mut memory[..needed]
+}
+
+/// Hashes with the default parameters into `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> Result<String, argon2::Error> {
+    let (m, t, p) = (
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    );
+    let argon2 = argon2id(m, t, p, Params::DEFAULT_OUTPUT_LEN)?;
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2.hash_password_into_with_memory(
+        password,
+        &salt,
+        &mut out,
+        blocks_for(memory, &argon2),
+    )?;
+    Ok(format!(
+        "$argon2id$v=19$m={m},t={t},p={p}${}${}",
+        B64.encode(salt),
+        B64.encode(out)
+    ))
+}
+
+/// Checks `password` against a PHC Argon2id string (any parameters within bounds).
+fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
+    let Some(parsed) = PhcArgon2id::parse(phc) else {
+        return false;
+    };
+    let Ok(argon2) = argon2id(parsed.m, parsed.t, parsed.p, parsed.hash.len()) else {
+        return false;
+    };
+    let mut out = vec![0u8; parsed.hash.len()];
+    if argon2
+        .hash_password_into_with_memory(
+            password,
+            &parsed.salt,
+            &mut out,
+            blocks_for(memory, &argon2),
+        )
+        .is_err()
+    {
+        return false;
+    }
+    // Constant time: every byte is compared whatever the earlier ones were.
+    out.iter()
+        .zip(&parsed.hash)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// The parts of `$argon2id$v=19$m=..,t=..,p=..$salt$hash`.
+struct PhcArgon2id {
+    m: u32,
+    t: u32,
+    p: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl PhcArgon2id {
+    fn parse(phc: &str) -> Option<Self> {
+        let mut fields = phc.split('$');
+        let ("", "argon2id", "v=19") = (fields.next()?, fields.next()?, fields.next()?) else {
+            return None;
+        };
+        let (mut m, mut t, mut p) = (None, None, None);
+        for pair in fields.next()?.split(',') {
+            let (key, value) = pair.split_once('=')?;
+            let value: u32 = value.parse().ok()?;
+            match key {
+                "m" => m = Some(value),
+                "t" => t = Some(value),
+                "p" => p = Some(value),
+                _ => return None,
+            }
+        }
+        let salt = B64.decode(fields.next()?).ok()?;
+        let hash = B64.decode(fields.next()?).ok()?;
+        let m = m.filter(|m| *m <= MAX_M_COST)?;
+        (fields.next().is_none() && (4..=64).contains(&hash.len())).then_some(Self {
+            m,
+            t: t?,
+            p: p?,
+            salt,
+            hash,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +234,39 @@ mod tests {
         assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
         let other = Password::for_login("a long enough passphrasE").unwrap();
         assert!(!hasher.verify(&other, Some(&hash)).await.unwrap());
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crates_own_format() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = hash_with(&mut Vec::new(), b"interop passphrase").unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"interop passphrase", ours.as_str())
+                .is_ok()
+        );
+        let theirs = Argon2::default()
+            .hash_password(b"interop passphrase")
+            .unwrap()
+            .to_string();
+        assert!(verify_with(&mut Vec::new(), b"interop passphrase", &theirs));
+        assert!(!verify_with(
+            &mut Vec::new(),
+            b"interop passphrasE",
+            &theirs
+        ));
+    }
+
+    #[test]
+    fn malformed_or_foreign_hashes_never_verify() {
+        for bad in [
+            "",
+            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$2b$12$abcdefghijklmnopqrstuv",
+            "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(!verify_with(&mut Vec::new(), b"x", bad), "{bad}");
+        }
     }
 
     #[tokio::test]

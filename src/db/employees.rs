@@ -8,6 +8,8 @@ use super::{Db, Kind, on_pool};
 use crate::domain::{
     employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold},
     listing::{Cursor, EmployeeQuery, Filters, Order, SortKey, SortValue, parse_date},
+    user::User,
+    username::Username,
 };
 
 const COLUMNS: &str = "emp_id, emp_name, city, country, emp_dob, id";
@@ -154,6 +156,52 @@ impl Db {
         })
     }
 
+    /// The user `user_id` (if it still exists) and the employee `emp_id` (if any), in one round
+    /// trip: the per-request user check and the read share a query on the hottest route.
+    pub async fn employee_seen_by(
+        &self,
+        user_id: i64,
+        emp_id: EmpId,
+    ) -> Result<Option<(User, Option<Employee>)>, sqlx::Error> {
+        let row: Option<ViewerRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(
+                "SELECT u.id AS viewer_id, u.username AS viewer_name, u.is_admin AS viewer_is_admin, \
+                        e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id \
+                 FROM users u LEFT JOIN employees e ON e.emp_id = $2 WHERE u.id = $1",
+            )
+            .bind(user_id)
+            .bind(emp_id.get())
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|r| {
+            let user = User {
+                id: r.viewer_id,
+                username: Username::from_db(r.viewer_name),
+                is_admin: r.viewer_is_admin,
+            };
+            let employee = match (r.emp_id, r.emp_name, r.city, r.country, r.emp_dob, r.id) {
+                (
+                    Some(emp_id),
+                    Some(emp_name),
+                    Some(city),
+                    Some(country),
+                    Some(emp_dob),
+                    Some(id),
+                ) => Some(Employee {
+                    emp_id,
+                    emp_name,
+                    city,
+                    country,
+                    emp_dob,
+                    id,
+                }),
+                _ => None,
+            };
+            (user, employee)
+        }))
+    }
+
     /// Applies the changes present in `changes`, in one statement; `None` when no such employee.
     pub async fn update_employee(
         &self,
@@ -276,6 +324,20 @@ impl Db {
             q.fetch_one(pool).await
         })
     }
+}
+
+/// A user joined with an employee that may not exist.
+#[derive(sqlx::FromRow)]
+struct ViewerRow {
+    viewer_id: i64,
+    viewer_name: String,
+    viewer_is_admin: bool,
+    emp_id: Option<i64>,
+    emp_name: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
+    emp_dob: Option<Date>,
+    id: Option<Uuid>,
 }
 
 const SELECT_BY_ID: &str =

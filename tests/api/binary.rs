@@ -12,7 +12,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_employee-api");
 struct Server {
     child: Child,
     base: String,
+    /// Everything the process printed, drained continuously (a full pipe would block it).
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     _dir: tempfile::TempDir,
+}
+
+/// Copies everything `source` produces into `sink`, on a thread of its own.
+fn drain(mut source: impl Read + Send + 'static, sink: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = source.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
 }
 
 impl Drop for Server {
@@ -50,10 +65,14 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("binary starts");
+        let mut child = cmd.spawn().expect("binary starts");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        drain(child.stdout.take().unwrap(), output.clone());
+        drain(child.stderr.take().unwrap(), output.clone());
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            output,
             _dir: dir,
         };
         let client = reqwest::Client::new();
@@ -69,18 +88,20 @@ impl Server {
         }
     }
 
-    /// Stops the server and returns everything it printed.
+    /// Stops the server with SIGTERM (so it flushes its logs) and returns all it printed.
     fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut out = String::new();
-        if let Some(mut s) = self.child.stdout.take() {
-            let _ = s.read_to_string(&mut out);
-        }
-        if let Some(mut s) = self.child.stderr.take() {
-            let _ = s.read_to_string(&mut out);
-        }
-        out
+        // Give the drain threads a moment to read what is left in the pipes.
+        std::thread::sleep(Duration::from_millis(100));
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 }
 
@@ -271,4 +292,110 @@ fn openapi_and_version_subcommands_print_without_configuration() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("employee-api "));
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+#[tokio::test]
+async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
+    // Throttling off for this test: every one of the 200 logins really runs Argon2.
+    let relaxed = [
+        ("ADMIN_PASSWORD", ADMIN_PW),
+        ("JWT_SECRET_KEY", "ssssssssssssssssssssssssssssssssssssssss"),
+        ("RATE_LIMIT_PER_MINUTE", "0"),
+        ("LOGIN_FREE_FAILURES", "1000"),
+        ("LOGIN_MAX_FAILURES_PER_HOUR", "1000"),
+        ("LOGIN_IP_FREE_FAILURES", "1000"),
+        ("LOGIN_IP_MAX_FAILURES_PER_HOUR", "1000"),
+        ("HASH_CONCURRENCY", "2"),
+    ];
+    let server = Server::start(&relaxed).await;
+    let pid = server.child.id();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = server.base.clone();
+    // Warm up once, then take the baseline.
+    client
+        .post(format!("{base}/auth/token"))
+        .form(&[("username", "admin"), ("password", ADMIN_PW)])
+        .send()
+        .await
+        .unwrap();
+    let baseline = peak_rss_kib(pid).unwrap_or(0);
+
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (client, base) = (client.clone(), base.clone());
+        storm.spawn(async move {
+            let password = if i % 2 == 0 {
+                ADMIN_PW.to_owned()
+            } else {
+                format!("wrong-{i}")
+            };
+            client
+                .post(format!("{base}/auth/token"))
+                .form(&[("username", "admin"), ("password", password.as_str())])
+                .send()
+                .await
+                .map(|r| {
+                    (
+                        r.status().as_u16(),
+                        r.headers().get("retry-after").is_some(),
+                    )
+                })
+        });
+    }
+    let mut health = Vec::new();
+    while !storm.is_empty() && health.len() < 2000 {
+        let started = Instant::now();
+        let res = client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz answers during the storm");
+        assert_eq!(res.status(), 200);
+        health.push(started.elapsed());
+        while let Some(done) = storm.try_join_next() {
+            let (status, retry) = done.unwrap().expect("login answered");
+            assert!(
+                status == 200 || status == 401,
+                "login got {status} (retry-after: {retry})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while let Some(done) = storm.join_next().await {
+        let (status, retry) = done.unwrap().expect("login answered");
+        assert!(
+            status == 200 || status == 401,
+            "login got {status} (retry-after: {retry})"
+        );
+    }
+    let peak = peak_rss_kib(pid).unwrap_or(0);
+    health.sort();
+    let p = |q: f64| health[((health.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "login storm: 200 logins; peak RSS {} MiB (baseline {} MiB); /healthz n={} p50={:?} p99={:?} max={:?}",
+        peak / 1024,
+        baseline / 1024,
+        health.len(),
+        p(0.5),
+        p(0.99),
+        health.last().unwrap()
+    );
+    // 200 unbounded Argon2 hashes would need 200 x 19 MiB; the pool of 2 needs ~38 MiB.
+    assert!(
+        peak.saturating_sub(baseline) < 100 * 1024,
+        "memory grew by {} MiB during the storm",
+        (peak - baseline) / 1024
+    );
 }
