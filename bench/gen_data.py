@@ -17,7 +17,7 @@ command always produces the same rows:
   identical to Rust's str::to_lowercase, which the server uses).
 
 Usage:
-  gen_data.py csv   --n N [--start S] [--count C] [--columns rust|peer]   # CSV to stdout
+  gen_data.py csv   --n N [--start S] [--count C] [--columns rust|peer|api]   # CSV to stdout (api: the import format)
   gen_data.py stats --n N                                                  # distribution
   gen_data.py load  --backend sqlite   --target PATH        --n N [--start S --count C]
   gen_data.py load  --backend postgres --target postgres://... --n N [--start S --count C]
@@ -495,8 +495,13 @@ def rows(start: int, count: int, seed: int = DEFAULT_SEED):
 
 def write_csv(out, start: int, count: int, seed: int, columns: str) -> None:
     w = csv.writer(out, lineterminator="\n")
+    if columns == "api":
+        # The import format of `employee-api employees import` (header row included).
+        w.writerow(("emp_id", "emp_name", "city", "country", "emp_dob"))
     for batch in rows(start, count, seed):
-        if columns == "peer":
+        if columns == "api":
+            w.writerows((r[0], r[2], r[3], r[4], r[5]) for r in batch)
+        elif columns == "peer":
             w.writerows((str(r[1]), r[0], r[2], r[3], r[4], r[5]) for r in batch)
         else:
             w.writerows((r[0], str(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in batch)
@@ -716,7 +721,7 @@ def main() -> None:
     ap.add_argument("--start", type=int, help="append the block start..start+count-1 instead of the base set")
     ap.add_argument("--count", type=int)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--columns", choices=["rust", "peer"], default="rust")
+    ap.add_argument("--columns", choices=["rust", "peer", "api"], default="rust")
     ap.add_argument("--backend", choices=["sqlite", "postgres", "peer"])
     ap.add_argument("--target", help="SQLite file path, or a postgres:// URL")
     ap.add_argument("--truncate", action="store_true", help="peer only: TRUNCATE a table holding other rows")

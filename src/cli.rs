@@ -717,6 +717,5 @@ fn report_failure(f: ImportFailure) -> Failure {
             ))
         }
         ImportFailure::Database(e) => failure(format!("database: {e}; nothing was imported")),
-        ImportFailure::Unreadable(msg) => failure(msg),
     }
 }

@@ -344,9 +344,6 @@ impl Config {
                     secret.expose().len()
                 ));
             }
-            None if matches!(database_url, DatabaseUrl::Postgres(_)) => {
-                return err("JWT_SECRET_KEY: required with PostgreSQL (instances must share it)");
-            }
             _ => {}
         }
         if !(1..=1440).contains(&s.access_token_expire_minutes) {

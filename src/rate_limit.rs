@@ -192,7 +192,7 @@ impl<K: std::hash::Hash + Eq + Clone> FailureTable<K> {
             *entry = Failures {
                 count: 0,
                 window_start: now,
-                locked_until: entry.locked_until.max(now),
+                locked_until: entry.locked_until,
             };
         }
         if entry.locked_until > now {
@@ -200,7 +200,13 @@ impl<K: std::hash::Hash + Eq + Clone> FailureTable<K> {
         }
         entry.count += 1;
         let window_left = WINDOW.saturating_sub(now.duration_since(entry.window_start));
-        entry.locked_until = now + wait_after(entry.count, self.cfg, window_left);
+        // Only a real wait moves the lock. (Callers read `now` before taking the mutex, so a
+        // zero wait written as "locked until now" could refuse a concurrent caller whose `now`
+        // is a moment earlier: seen as stray 429s in the 200-login storm test.)
+        let wait = wait_after(entry.count, self.cfg, window_left);
+        if !wait.is_zero() {
+            entry.locked_until = entry.locked_until.max(now + wait);
+        }
         Ok(())
     }
 
@@ -209,11 +215,16 @@ impl<K: std::hash::Hash + Eq + Clone> FailureTable<K> {
         entries.remove(key);
     }
 
-    /// Gives back a reservation that turned out not to be a guess (e.g. invalid input).
-    fn release(&self, key: &K) {
+    /// Gives back a reservation that turned out not to be a failure (a correct password, or
+    /// an attempt refused for another key). The wait it may have started is lifted too, unless
+    /// earlier failures alone still call for one.
+    fn release(&self, key: &K, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = entries.get_mut(key) {
             entry.count = entry.count.saturating_sub(1);
+            if entry.count < self.cfg.free_failures {
+                entry.locked_until = entry.locked_until.min(now);
+            }
         }
     }
 }
@@ -234,6 +245,7 @@ pub struct LoginThrottle {
 #[must_use]
 pub struct LoginAttempt {
     account: String,
+    ip: IpAddr,
 }
 
 impl LoginThrottle {
@@ -254,27 +266,33 @@ impl LoginThrottle {
         {
             return result.map(|()| LoginAttempt {
                 account: account.to_owned(),
+                ip,
             });
         }
         let now = Instant::now();
         self.ips.reserve(&ip, now)?;
         if let Err(wait) = self.accounts.reserve(&account.to_owned(), now) {
-            self.ips.release(&ip);
+            self.ips.release(&ip, now);
             return Err(wait);
         }
         Ok(LoginAttempt {
             account: account.to_owned(),
+            ip,
         })
     }
 
-    /// The password was right: the account starts afresh (the IP keeps its count).
+    /// The password was right: the account starts afresh, and the attempt is not counted
+    /// against the address (so a busy office behind one IP is not locked out by its logins).
     pub async fn succeeded(&self, attempt: LoginAttempt) {
         if let Some(redis) = &self.redis
-            && redis.login_clear(&attempt.account).await
+            && redis
+                .login_succeeded(&attempt.account, attempt.ip, self.ips.cfg)
+                .await
         {
             return;
         }
         self.accounts.clear(&attempt.account);
+        self.ips.release(&attempt.ip, Instant::now());
     }
 
     /// The password was wrong: the reservation stands as a failure.

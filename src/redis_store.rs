@@ -74,6 +74,24 @@ redis.call('PEXPIRE', KEYS[2], 2 * WINDOW)
 return 0
 ";
 
+/// Successful login. KEYS: account, ip. ARGV: ip free failures. Deletes the account's state and
+/// gives the attempt back to the address.
+const LOGIN_OK_SCRIPT: &str = r"
+redis.call('DEL', KEYS[1])
+local c = tonumber(redis.call('HGET', KEYS[2], 'c'))
+if c and c > 0 then
+  c = c - 1
+  redis.call('HSET', KEYS[2], 'c', c)
+  if c < tonumber(ARGV[1]) then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local l = tonumber(redis.call('HGET', KEYS[2], 'l')) or 0
+    if l > now then redis.call('HSET', KEYS[2], 'l', now) end
+  end
+end
+return 1
+";
+
 /// A connection to Redis that degrades to "unavailable" instead of failing requests.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -88,6 +106,7 @@ struct Inner {
     healthy: AtomicBool,
     bucket: Script,
     login: Script,
+    login_ok: Script,
 }
 
 impl RedisStore {
@@ -103,6 +122,7 @@ impl RedisStore {
                 healthy: AtomicBool::new(true),
                 bucket: Script::new(BUCKET_SCRIPT),
                 login: Script::new(LOGIN_SCRIPT),
+                login_ok: Script::new(LOGIN_OK_SCRIPT),
             }),
         })
     }
@@ -279,16 +299,22 @@ impl RedisStore {
         Some(if wait == 0 { Ok(()) } else { Err(wait) })
     }
 
-    /// Clears an account's failures after a successful login; false when Redis is down.
-    pub async fn login_clear(&self, account: &str) -> bool {
-        let Some(mut conn) = self.connection().await else {
-            return false;
-        };
-        let result: Result<(), _> = redis::cmd("DEL")
-            .arg(self.login_key(account))
-            .query_async(&mut conn)
+    /// After a successful login: clears the account's failures and takes the attempt back off
+    /// the address's count (lifting its wait if only that attempt caused it). False when Redis
+    /// is down.
+    pub async fn login_succeeded(&self, account: &str, ip: IpAddr, ip_cfg: ThrottleConfig) -> bool {
+        let keys = [
+            self.login_key(account),
+            format!("{}:login-ip:{ip}", self.inner.prefix),
+        ];
+        let done: Option<u64> = self
+            .run(
+                &self.inner.login_ok,
+                &keys,
+                &[u64::from(ip_cfg.free_failures)],
+            )
             .await;
-        result.is_ok()
+        done.is_some()
     }
 
     fn login_key(&self, account: &str) -> String {

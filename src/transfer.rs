@@ -54,8 +54,6 @@ pub enum ImportFailure {
         locations: Vec<(LocPart, i64)>,
     },
     Database(sqlx::Error),
-    /// The input itself could not be read (bad CSV header, I/O error).
-    Unreadable(String),
 }
 
 impl From<sqlx::Error> for ImportFailure {

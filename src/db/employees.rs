@@ -12,7 +12,10 @@ use crate::domain::{
     username::Username,
 };
 
-const COLUMNS: &str = "emp_id, emp_name, city, country, emp_dob, id";
+const COLUMNS: &str = "e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id";
+
+/// SQLite: the trigram index drives filtered queries (CROSS JOIN keeps it the outer loop).
+const FTS_FROM: &str = "employees_fts CROSS JOIN employees e ON e.emp_id = employees_fts.rowid";
 
 /// FTS5's trigram tokenizer cannot match fewer than three characters.
 const TRIGRAM: usize = 3;
@@ -85,40 +88,53 @@ fn fts_phrase(text: &str) -> String {
 }
 
 impl Db {
-    /// Adds the filter conditions to `conds`.
-    fn filter_conditions(&self, filters: &Filters, sql: &mut Sql, conds: &mut Vec<String>) {
+    /// The FROM clause (employees aliased `e`) and conditions that apply `filters`.
+    ///
+    /// PostgreSQL: `LIKE '%x%'` on the folded columns, served by the pg_trgm GIN indexes.
+    /// SQLite: values of three or more characters are an FTS5 trigram phrase query, which is an
+    /// exact substring match on the folded text; the FTS table then drives the query (it yields
+    /// rows in `emp_id` order, so a common value's first page stops early). Shorter values, which
+    /// trigrams cannot index, use `instr()`.
+    fn filtered_from(&self, filters: &Filters, sql: &mut Sql) -> (&'static str, Vec<String>) {
         let wanted = [
-            ("city_folded", filters.city.as_deref()),
-            ("country_folded", filters.country.as_deref()),
+            ("e.city_folded", "city_folded", filters.city.as_deref()),
+            (
+                "e.country_folded",
+                "country_folded",
+                filters.country.as_deref(),
+            ),
         ];
+        let mut conds = Vec::new();
         match self.kind() {
             Kind::Postgres => {
-                // Served by the pg_trgm GIN indexes for three or more characters.
-                for (column, value) in wanted {
+                for (column, _, value) in wanted {
                     if let Some(value) = value {
                         let p = sql.bind(Param::Text(format!("%{}%", like_literal(value))));
                         conds.push(format!("{column} LIKE {p} ESCAPE '\\'"));
                     }
                 }
+                ("employees e", conds)
             }
             Kind::Sqlite => {
                 let mut phrases = Vec::new();
-                for (column, value) in wanted {
-                    if let Some(value) = value {
-                        // instr() is the exact test; the FTS query below only narrows the rows.
-                        let p = sql.bind(Param::Text(value.to_owned()));
-                        conds.push(format!("instr({column}, {p}) > 0"));
-                        if value.chars().count() >= TRIGRAM {
-                            phrases.push(format!("{column} : {}", fts_phrase(value)));
+                for (column, fts_column, value) in wanted {
+                    match value {
+                        Some(value) if value.chars().count() >= TRIGRAM => {
+                            phrases.push(format!("{fts_column} : {}", fts_phrase(value)));
                         }
+                        Some(value) => {
+                            let p = sql.bind(Param::Text(value.to_owned()));
+                            conds.push(format!("instr({column}, {p}) > 0"));
+                        }
+                        None => {}
                     }
                 }
-                if !phrases.is_empty() {
-                    let p = sql.bind(Param::Text(phrases.join(" AND ")));
-                    conds.push(format!(
-                        "emp_id IN (SELECT rowid FROM employees_fts WHERE employees_fts MATCH {p})"
-                    ));
+                if phrases.is_empty() {
+                    return ("employees e", conds);
                 }
+                let p = sql.bind(Param::Text(phrases.join(" AND ")));
+                conds.insert(0, format!("employees_fts MATCH {p}"));
+                (FTS_FROM, conds)
             }
         }
     }
@@ -262,25 +278,29 @@ impl Db {
 
     fn list_sql(&self, query: &EmployeeQuery, fetch: i64) -> Sql {
         let mut sql = Sql::new("");
-        let mut conds = Vec::new();
-        self.filter_conditions(&query.filters, &mut sql, &mut conds);
+        let (from, mut conds) = self.filtered_from(&query.filters, &mut sql);
         let column = query.sort.column();
         let (cmp, dir) = match query.order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
+        let id_column = if from == FTS_FROM {
+            "employees_fts.rowid"
+        } else {
+            "e.emp_id"
+        };
         if let Some(cursor) = &query.after {
-            conds.push(keyset_condition(cursor, column, cmp, &mut sql));
+            conds.push(keyset_condition(cursor, column, id_column, cmp, &mut sql));
         }
         let where_clause = if conds.is_empty() {
             String::new()
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        let order_by = if query.sort == SortKey::EmpId {
-            format!("emp_id {dir}")
-        } else {
-            format!("{column} {dir}, emp_id {dir}")
+        let order_by = match query.sort {
+            // The FTS table yields rowids (= emp_id) in order: no sort needed.
+            SortKey::EmpId => format!("{id_column} {dir}"),
+            _ => format!("e.{column} {dir}, e.emp_id {dir}"),
         };
         let limit = sql.bind(Param::Int(fetch));
         let offset = sql.bind(Param::Int(if query.after.is_some() {
@@ -289,7 +309,7 @@ impl Db {
             query.offset as i64
         }));
         sql.text = format!(
-            "SELECT {COLUMNS} FROM employees{where_clause} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
+            "SELECT {COLUMNS} FROM {from}{where_clause} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
         );
         sql
     }
@@ -305,12 +325,8 @@ impl Db {
             });
         }
         let mut sql = Sql::new("");
-        let mut conds = Vec::new();
-        self.filter_conditions(filters, &mut sql, &mut conds);
-        let text = format!(
-            "SELECT count(*) FROM employees WHERE {}",
-            conds.join(" AND ")
-        );
+        let (from, conds) = self.filtered_from(filters, &mut sql);
+        let text = format!("SELECT count(*) FROM {from} WHERE {}", conds.join(" AND "));
         let params = sql.params;
         on_pool!(self, read, |pool| {
             let mut q = sqlx::query_scalar(AssertSqlSafe(text));
@@ -344,10 +360,19 @@ const SELECT_BY_ID: &str =
     "SELECT emp_id, emp_name, city, country, emp_dob, id FROM employees WHERE emp_id = $1";
 
 /// `(sort column, emp_id)` strictly after the cursor's position, in the list's direction.
-fn keyset_condition(cursor: &Cursor, column: &str, cmp: &str, sql: &mut Sql) -> String {
+///
+/// `id_column` is `e.emp_id`, or the FTS rowid when the trigram index drives the query (so
+/// the index seeks straight to the cursor instead of scanning up to it).
+fn keyset_condition(
+    cursor: &Cursor,
+    column: &str,
+    id_column: &str,
+    cmp: &str,
+    sql: &mut Sql,
+) -> String {
     if cursor.sort == SortKey::EmpId {
         let p = sql.bind(Param::Int(cursor.after_emp_id));
-        return format!("emp_id {cmp} {p}");
+        return format!("{id_column} {cmp} {p}");
     }
     let value = match (&cursor.after_value, cursor.sort) {
         (SortValue::Text(v), SortKey::EmpDob) => {
@@ -358,7 +383,7 @@ fn keyset_condition(cursor: &Cursor, column: &str, cmp: &str, sql: &mut Sql) -> 
     };
     let v = sql.bind(value);
     let k = sql.bind(Param::Int(cursor.after_emp_id));
-    format!("({column}, emp_id) {cmp} ({v}, {k})")
+    format!("(e.{column}, e.emp_id) {cmp} ({v}, {k})")
 }
 
 #[cfg(test)]

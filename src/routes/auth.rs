@@ -77,9 +77,9 @@ pub struct Token {
     responses(
         (status = 201, description = "Account created", body = User),
         (status = 409, description = "Username taken (ignoring case)", body = ErrorDetail, example = json!({"detail": "Username already exists"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
-        (status = 415, description = "Not application/json", body = ErrorDetail),
-        (status = 422, description = "Invalid input (e.g. common password, unknown field)", body = ValidationErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 415, description = "Not application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/json"})),
+        (status = 422, description = "Invalid input (e.g. common password, unknown field)", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
         (status = 429, description = "Too many registrations from this address", body = ErrorDetail, example = json!({"detail": "Too many requests"})),
     ))]
 async fn register(
@@ -146,11 +146,11 @@ fn parse_registration(
         (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = ErrorDetail,
             headers(("WWW-Authenticate" = String, description = "Bearer")),
             example = json!({"detail": "Incorrect username or password"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
-        (status = 415, description = "Not form-encoded", body = ErrorDetail),
-        (status = 422, description = "Missing field, or password over 128 characters", body = ValidationErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 415, description = "Not form-encoded", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/x-www-form-urlencoded"})),
+        (status = 422, description = "Missing field, or password over 128 characters", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
         (status = 429, description = "Throttled after failed attempts", body = ErrorDetail,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+            headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "Too many requests"})),
     ))]
 async fn login(
     State(state): State<AppState>,

@@ -156,13 +156,13 @@ pub enum SortOrder {
     request_body = EmployeeCreate,
     responses(
         (status = 201, description = "Created", body = Employee),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
         (status = 403, description = "Not an administrator", body = ErrorDetail,
             example = json!({"detail": "The user does not have administrative privileges"})),
         (status = 409, description = "emp_id already exists", body = ErrorDetail,
             example = json!({"detail": "Employee with this emp_id already exists"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
-        (status = 415, description = "Not application/json", body = ErrorDetail),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 415, description = "Not application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/json"})),
         (status = 422, description = "Invalid input", body = ValidationErrorBody,
             example = json!({"detail": [{"loc": ["body", "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
     ))]
@@ -200,8 +200,8 @@ async fn create_employee(
         (status = 200, body = Vec<Employee>, headers(
             ("X-Total-Count" = i64, description = "Rows matching the filters"),
             ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"))),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
-        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn list_employees(
     State(state): State<AppState>,
@@ -265,9 +265,9 @@ fn prefers_no_count(headers: &HeaderMap) -> bool {
     params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
     responses(
         (status = 200, body = Employee),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
-        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody),
+        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn get_employee(
     State(state): State<AppState>,
@@ -293,12 +293,12 @@ async fn get_employee(
     request_body = EmployeeUpdate,
     responses(
         (status = 200, body = Employee),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 403, description = "Not an administrator", body = ErrorDetail, example = json!({"detail": "The user does not have administrative privileges"})),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail),
-        (status = 415, description = "Not application/json", body = ErrorDetail),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 415, description = "Not application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/json"})),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn update_employee(
     State(state): State<AppState>,
@@ -328,10 +328,10 @@ async fn update_employee(
     params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 403, description = "Not an administrator", body = ErrorDetail, example = json!({"detail": "The user does not have administrative privileges"})),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
-        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody),
+        (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn delete_employee(
     State(state): State<AppState>,
@@ -409,9 +409,9 @@ pub enum OnConflictParam {
         (status = 200, description = "The export", content(
             (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
             (String = "application/x-ndjson"))),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not an administrator", body = ErrorDetail),
-        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 403, description = "Not an administrator", body = ErrorDetail, example = json!({"detail": "The user does not have administrative privileges"})),
+        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn export_employees(
     State(state): State<AppState>,
@@ -505,12 +505,12 @@ async fn export_employees(
     responses(
         (status = 200, description = "Imported (or, with dry_run, would import)", body = ImportReport,
             example = json!({"rows": 2, "written": 2, "skipped": 0, "dry_run": false})),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not an administrator", body = ErrorDetail),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 403, description = "Not an administrator", body = ErrorDetail, example = json!({"detail": "The user does not have administrative privileges"})),
         (status = 409, description = "Some emp_id already exists (on_conflict=error); nothing stored", body = ErrorDetail,
             example = json!({"detail": "2 rows conflict with existing or repeated emp_id: emp_id 7 at 3, emp_id 9 at 5"})),
-        (status = 413, description = "Body over 1 MiB (use the CLI for larger files)", body = ErrorDetail),
-        (status = 415, description = "Neither text/csv nor application/json", body = ErrorDetail),
+        (status = 413, description = "Body over 1 MiB (use the CLI for larger files)", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 415, description = "Neither text/csv nor application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected text/csv or application/json"})),
         (status = 422, description = "Invalid rows, located by CSV line or JSON index; nothing stored", body = ValidationErrorBody,
             example = json!({"detail": [{"loc": ["body", 3, "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
     ))]
@@ -663,6 +663,5 @@ fn import_error(failure: ImportFailure) -> ApiError {
             ))
         }
         ImportFailure::Database(e) => ApiError::from(e),
-        ImportFailure::Unreadable(msg) => ApiError::field("body", "", "csv_invalid", msg),
     }
 }

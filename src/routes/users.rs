@@ -35,10 +35,10 @@ async fn me(AuthUser(user): AuthUser) -> Json<User> {
     params(PageParams),
     responses(
         (status = 200, body = Vec<User>),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String))),
+        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
         (status = 403, description = "Not an administrator", body = ErrorDetail,
             example = json!({"detail": "The user does not have administrative privileges"})),
-        (status = 422, description = "Invalid offset/limit or unknown parameter", body = ValidationErrorBody),
+        (status = 422, description = "Invalid offset/limit or unknown parameter", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn list_users(
     State(state): State<AppState>,

@@ -70,8 +70,19 @@ fn config_error(args: &[&str]) -> String {
 }
 
 #[test]
-fn postgres_without_a_secret_is_refused() {
-    let msg = config_error(&["--database-url", "postgres://u@127.0.0.1/db"]);
+fn serving_postgres_without_a_secret_is_refused() {
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "employee-api",
+        "--database-url",
+        "postgres://u@127.0.0.1/db",
+    ])
+    .unwrap();
+    let config =
+        Config::from_settings(cli.settings).expect("valid for migrate and the other commands");
+    let msg = employee_api::server::resolve_secret(&config)
+        .expect_err("serve needs the secret")
+        .to_string();
     assert!(msg.starts_with("JWT_SECRET_KEY"), "{msg}");
 }
 

@@ -118,3 +118,24 @@ db_test!(docs_are_served_from_the_binary, |app| {
     let spec = app.get("/openapi.json", None).await;
     assert_eq!(spec.json()["openapi"], "3.1.0");
 });
+
+db_test!(
+    redoc_is_served_from_the_binary_under_the_docs_policy,
+    |app| {
+        let page = app.get("/redoc", None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.text().contains(r#"<redoc spec-url="/openapi.json""#));
+        let csp = page.header("content-security-policy").unwrap().to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        let js = app.get("/redoc/redoc.standalone.js", None).await;
+        assert_eq!(js.status, StatusCode::OK);
+        assert!(
+            js.body.len() > 500_000,
+            "the bundle itself, not a CDN loader"
+        );
+        assert!(!js.text().contains("cdn.jsdelivr.net/npm/redoc"));
+    }
+);
