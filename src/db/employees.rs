@@ -326,6 +326,13 @@ impl Db {
         }
         let mut sql = Sql::new("");
         let (from, conds) = self.filtered_from(filters, &mut sql);
+        // When the trigram index answers every filter, count its matches without visiting the
+        // rows (a common city: 68k index entries instead of 68k row look-ups).
+        let from = if from == FTS_FROM && conds.len() == 1 {
+            "employees_fts"
+        } else {
+            from
+        };
         let text = format!("SELECT count(*) FROM {from} WHERE {}", conds.join(" AND "));
         let params = sql.params;
         on_pool!(self, read, |pool| {
@@ -424,6 +431,10 @@ enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
 }
 
+/// SQLite page cache during an import (256 MiB) and SQLite's default (2 MiB) after it.
+const IMPORT_CACHE: &str = "PRAGMA cache_size = -262144";
+const DEFAULT_CACHE: &str = "PRAGMA cache_size = -2000";
+
 /// Rows per INSERT statement: 8 parameters each stays far below both backends' limits.
 pub const IMPORT_BATCH: usize = 1000;
 
@@ -434,7 +445,11 @@ impl Db {
         let tx = match &self.backend {
             super::Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
             super::Backend::Sqlite { writer, .. } => {
-                Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                // A bulk load touches every index at random: a large page cache for its
+                // duration keeps them in memory (restored by commit/rollback).
+                sqlx::query(IMPORT_CACHE).execute(&mut *tx).await?;
+                Tx::Sqlite(tx)
             }
         };
         Ok(ImportTx { tx })
@@ -456,21 +471,19 @@ impl ImportTx {
             "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) VALUES ",
         );
         for i in 0..rows.len() {
-            let b = i * 8;
             if i > 0 {
                 text.push(',');
             }
-            text.push_str(&format!(
-                "(${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
+            match &self.tx {
+                Tx::Postgres(_) => {
+                    let b = i * 8;
+                    let p: Vec<String> = (1..=8).map(|k| format!("${}", b + k)).collect();
+                    text.push_str(&format!("({})", p.join(",")));
+                }
+                // Anonymous placeholders: binding 8,000 *named* ones costs SQLite a linear name
+                // search each (78% of an import's CPU under perf, 6k rows/s).
+                Tx::Sqlite(_) => text.push_str("(?,?,?,?,?,?,?,?)"),
+            }
         }
         text.push_str(match mode {
             OnConflict::Error | OnConflict::Skip => " ON CONFLICT (emp_id) DO NOTHING RETURNING emp_id",
@@ -506,14 +519,20 @@ impl ImportTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.tx {
             Tx::Postgres(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Sqlite(mut tx) => {
+                sqlx::query(DEFAULT_CACHE).execute(&mut *tx).await?;
+                tx.commit().await
+            }
         }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.tx {
             Tx::Postgres(tx) => tx.rollback().await,
-            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Sqlite(mut tx) => {
+                sqlx::query(DEFAULT_CACHE).execute(&mut *tx).await?;
+                tx.rollback().await
+            }
         }
     }
 }
