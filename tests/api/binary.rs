@@ -1,5 +1,6 @@
 //! Black-box tests: the built binary, started on a free port, over real HTTP.
 
+use crate::helpers::free_port;
 use std::{
     io::Read,
     process::{Child, Command, Stdio},
@@ -35,14 +36,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {

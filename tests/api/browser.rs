@@ -9,6 +9,7 @@
 //!
 //! The WebDriver client is a few lines of `reqwest` + `serde_json` rather than another crate.
 
+use crate::helpers::free_port;
 use std::{
     fs::File,
     io::{Read, Write},
@@ -38,14 +39,6 @@ fn artifacts() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     std::fs::create_dir_all(&dir).expect("create target/browser");
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http() -> Client {

@@ -1,6 +1,7 @@
 //! The command line, run as the real binary: subcommands, configuration precedence, metrics,
 //! graceful shutdown.
 
+use crate::helpers::free_port;
 use std::{
     io::Write,
     path::Path,
@@ -278,14 +279,6 @@ fn secrets_can_come_from_files() {
         "{}",
         stderr(&out)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

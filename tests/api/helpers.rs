@@ -469,3 +469,12 @@ pub fn chunked_body(data: Vec<u8>, chunk: usize) -> Body {
         data.chunks(chunk).map(Bytes::copy_from_slice).collect(),
     ))
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for starting the real binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
