@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    app::AppState,
+    auth::password::PasswordHasher,
     config::{Config, ConfigError, Settings},
     db::employees::OnConflict,
+    domain::password::PasswordPolicy,
     domain::username::Username,
     error::LocPart,
     server::{self, StartupError},
@@ -418,22 +419,19 @@ fn parse_username(raw: &str) -> Result<Username, Failure> {
 }
 
 async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure> {
-    let db = server::open_database(&config).await?;
-    let secret = crate::config::Secret::new("x".repeat(64));
-    let state = AppState::new(config, db, &secret, "employee-api-cli")
-        .map_err(|e| failure(e.to_string()))?;
-    let db = &state.db;
+    let db = &server::open_database(&config).await?;
+    // Only what account management needs: the password rules and the hasher.
+    let policy = PasswordPolicy::new(config.password_min_length);
+    let hasher = PasswordHasher::new(1).map_err(|e| failure(e.to_string()))?;
     let db_err = |e: sqlx::Error| failure(format!("database: {e}"));
     match cmd {
         UserCommand::Create { username, admin } => {
             let username = parse_username(&username)?;
             let raw = read_password("Password: ")?;
-            let password = state
-                .policy
+            let password = policy
                 .check(&raw, Some(&username))
                 .map_err(|e| failure(format!("password: {}", e.msg)))?;
-            let hash = state
-                .hasher
+            let hash = hasher
                 .hash(&password)
                 .await
                 .map_err(|e| failure(e.to_string()))?;
@@ -454,12 +452,10 @@ async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::SetPassword { username } => {
             let username = parse_username(&username)?;
             let raw = read_password("New password: ")?;
-            let password = state
-                .policy
+            let password = policy
                 .check(&raw, Some(&username))
                 .map_err(|e| failure(format!("password: {}", e.msg)))?;
-            let hash = state
-                .hasher
+            let hash = hasher
                 .hash(&password)
                 .await
                 .map_err(|e| failure(e.to_string()))?;

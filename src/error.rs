@@ -296,25 +296,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
-/// A JSON array body (used by bulk import).
-pub struct JsonArray(pub Vec<Value>);
-
-impl<S: Send + Sync> FromRequest<S> for JsonArray {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req, state).await?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Array(items)) => Ok(JsonArray(items)),
-            _ => Err(ApiError::Validation(vec![FieldError::new(
-                vec!["body".into()],
-                "list_type",
-                "Input should be a valid JSON array",
-            )])),
-        }
-    }
-}
-
 /// An `application/x-www-form-urlencoded` body as ordered key/value pairs (415 otherwise).
 pub struct FormPairs(pub Vec<(String, String)>);
 

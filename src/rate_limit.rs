@@ -94,9 +94,8 @@ impl LocalBucket {
 /// A token bucket that is shared through Redis when it can be, and local otherwise.
 pub struct Bucket {
     name: &'static str,
+    /// Also holds the bucket's shape (burst, refill interval) used for the Redis check.
     local: LocalBucket,
-    burst: u32,
-    refill_every: Duration,
     redis: Option<RedisStore>,
 }
 
@@ -108,13 +107,9 @@ impl Bucket {
         period: Duration,
         redis: Option<RedisStore>,
     ) -> Self {
-        let local = LocalBucket::new(burst, per_period, period);
-        let refill_every = local.refill_every;
         Self {
             name,
-            local,
-            burst: burst.max(1),
-            refill_every,
+            local: LocalBucket::new(burst, per_period, period),
             redis,
         }
     }
@@ -122,7 +117,7 @@ impl Bucket {
     pub async fn check(&self, key: &str) -> Decision {
         if let Some(redis) = &self.redis
             && let Some(decision) = redis
-                .bucket(self.name, key, self.burst, self.refill_every)
+                .bucket(self.name, key, self.local.limit, self.local.refill_every)
                 .await
         {
             return decision;

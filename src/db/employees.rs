@@ -334,18 +334,12 @@ impl Db {
             from
         };
         let text = format!("SELECT count(*) FROM {from} WHERE {}", conds.join(" AND "));
-        let params = sql.params;
-        on_pool!(self, read, |pool| {
-            let mut q = sqlx::query_scalar(AssertSqlSafe(text));
-            for param in params {
-                q = match param {
-                    Param::Text(v) => q.bind(v),
-                    Param::Int(v) => q.bind(v),
-                    Param::Date(v) => q.bind(v),
-                };
-            }
-            q.fetch_one(pool).await
-        })
+        let (count,): (i64,) = on_pool!(self, read, |pool| {
+            bind_all(sqlx::query_as(AssertSqlSafe(text)), sql.params)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(count)
     }
 }
 
