@@ -34,7 +34,7 @@ through the table's triggers and indexes, as the live server would see them.
 The base load into an empty table takes a bulk path: PostgreSQL drops the secondary indexes,
 COPYs with FREEZE and rebuilds them, in one transaction; SQLite drops the triggers and
 secondary indexes, inserts with executemany, recreates them, rebuilds the FTS5 index and sets
-the row counter (only when every trigger is of those two kinds; else it inserts row by row).
+the row counter (only when every trigger is of those kinds; else it inserts row by row).
 
 The schema must already exist (`employee-api migrate`, or the peer app's create_all).
 """
@@ -606,8 +606,9 @@ def sqlite_bulk_plan(con):
     """The fast path for an empty table: drop the employees triggers and secondary indexes,
     insert, recreate them from their own SQL, then redo what the triggers would have done.
     Only taken when every trigger is one whose effect can be redone in bulk: maintaining an
-    external-content FTS5 table over employees ('rebuild') or the employee_count row
-    (set to count(*)). Returns None (use the plain per-row path) otherwise."""
+    external-content FTS5 table over employees ('rebuild'), the employee_count row (set to
+    count(*)) or the per-place counts in employee_places (recomputed with GROUP BY). Returns
+    None (use the plain per-row path) otherwise."""
     trig = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'employees'").fetchall()
     idx = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'employees' "
                       "AND sql IS NOT NULL").fetchall()
@@ -615,13 +616,15 @@ def sqlite_bulk_plan(con):
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
         if re.search(r"content\s*=\s*'?\"?employees\b", sql or "", re.I)]
     has_count = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'employee_count'").fetchone()
+    has_places = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'employee_places'").fetchone()
+    redoable = set(fts) | ({"employee_count"} if has_count else set()) | ({"employee_places"} if has_places else set())
     for name, sql in trig:
         body = sql.split(" BEGIN", 1)[-1]
-        targets = set(re.findall(r"\b(?:INSERT\s+INTO|UPDATE)\s+\"?(\w+)", body, re.I))
-        if not targets or not targets <= (set(fts) | ({"employee_count"} if has_count else set())):
+        targets = set(re.findall(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", body, re.I))
+        if not targets or not targets <= redoable:
             print(f"gen_data: trigger {name} has an effect the bulk path cannot redo: per-row load", file=sys.stderr)
             return None
-    return trig, idx, fts, bool(has_count)
+    return trig, idx, fts, bool(has_count), bool(has_places)
 
 
 def load_sqlite(args) -> None:
@@ -666,7 +669,7 @@ def load_sqlite(args) -> None:
         sqlite_insert(con, 1, n, args.seed)
         how = "executemany (per-row triggers)"
     else:
-        trig, idx, fts, has_count = plan
+        trig, idx, fts, has_count, has_places = plan
         for name, _ in trig:
             con.execute(f'DROP TRIGGER "{name}"')
         for name, _ in idx:
@@ -680,6 +683,10 @@ def load_sqlite(args) -> None:
             con.execute(f"INSERT INTO \"{name}\" (\"{name}\") VALUES ('rebuild')")
         if has_count:
             con.execute("UPDATE employee_count SET n = (SELECT count(*) FROM employees)")
+        if has_places:
+            con.execute("DELETE FROM employee_places")
+            con.execute("INSERT INTO employee_places (city_folded, country_folded, n) "
+                        "SELECT city_folded, country_folded, count(*) FROM employees GROUP BY 1, 2")
         how = "executemany, indexes/FTS built after"
     con.execute("COMMIT")
     elapsed = time.monotonic() - t0

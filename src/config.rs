@@ -227,7 +227,8 @@ pub struct Settings {
     /// Password hashes computed at once (each holds 19 MiB); default: CPU cores.
     #[arg(long, global = true, env = "HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
-    /// Database connections in the pool (PostgreSQL; SQLite readers).
+    /// Database connections per set: PostgreSQL opens up to this many for writes and as many
+    /// for hot reads; SQLite readers (2 to 4) for point reads and as many for list pages.
     #[arg(long, global = true, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
     /// pretty or json.

@@ -2,9 +2,11 @@
 //! stay inside it. Functions take and return domain types.
 
 pub mod employees;
+mod pg_readers;
+mod sqlite_pages;
 pub mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     PgPool, SqlitePool,
@@ -25,13 +27,20 @@ pub struct Db {
 
 #[derive(Clone, Debug)]
 enum Backend {
-    Postgres(PgPool),
+    /// Hot reads (point reads, the per-request user check, list pages) borrow from `readers`
+    /// (see `pg_readers`); everything else uses the sqlx pool.
+    Postgres {
+        pool: PgPool,
+        readers: Arc<pg_readers::PgReaders>,
+    },
     /// SQLite allows one writer at a time: all writes go through a single connection, so they
     /// queue in the pool instead of failing with SQLITE_BUSY; reads use their own pool and,
     /// with WAL, never wait for the writer.
+    /// List pages are read through `pages` (rusqlite; see `sqlite_pages`).
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        pages: Arc<sqlite_pages::SqlitePages>,
     },
 }
 
@@ -40,13 +49,29 @@ enum Backend {
 macro_rules! on_pool {
     ($db:expr, read, |$pool:ident| $body:expr) => {
         match &$db.backend {
-            $crate::db::Backend::Postgres($pool) => $body,
+            $crate::db::Backend::Postgres { pool: $pool, .. } => $body,
+            $crate::db::Backend::Sqlite { reader: $pool, .. } => $body,
+        }
+    };
+    // The hot read paths: on PostgreSQL a connection lent by `pg_readers` (returned only when
+    // the body succeeded), on SQLite the reader pool. Only in functions returning sqlx errors.
+    ($db:expr, hot_read, |$pool:ident| $body:expr) => {
+        match &$db.backend {
+            $crate::db::Backend::Postgres { readers, .. } => {
+                let mut lease = readers.acquire().await?;
+                let $pool = lease.conn();
+                let result = $body;
+                if result.is_ok() {
+                    lease.release();
+                }
+                result
+            }
             $crate::db::Backend::Sqlite { reader: $pool, .. } => $body,
         }
     };
     ($db:expr, write, |$pool:ident| $body:expr) => {
         match &$db.backend {
-            $crate::db::Backend::Postgres($pool) => $body,
+            $crate::db::Backend::Postgres { pool: $pool, .. } => $body,
             $crate::db::Backend::Sqlite { writer: $pool, .. } => $body,
         }
     };
@@ -70,9 +95,19 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
+                    // sqlx would otherwise ping (Sync, wait for ReadyForQuery) before lending a
+                    // connection: a second round trip on every request, seen with strace. A
+                    // connection that died meanwhile fails its next query instead (503 with
+                    // Retry-After, and sqlx drops it).
+                    .test_before_acquire(false)
+                    .connect_with(options.clone())
                     .await?;
-                Backend::Postgres(pool)
+                let readers =
+                    pg_readers::PgReaders::new(options, max_connections as usize, ACQUIRE_TIMEOUT);
+                Backend::Postgres {
+                    pool,
+                    readers: Arc::new(readers),
+                }
             }
             DatabaseUrl::Sqlite { path } => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -107,7 +142,17 @@ impl Db {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options.read_only(true))
                     .await?;
-                Backend::Sqlite { writer, reader }
+                let pages = sqlite_pages::SqlitePages::open(
+                    path,
+                    max_connections.clamp(2, 4) as usize,
+                    ACQUIRE_TIMEOUT,
+                )
+                .map_err(sqlite_pages::to_sqlx)?;
+                Backend::Sqlite {
+                    writer,
+                    reader,
+                    pages: Arc::new(pages),
+                }
             }
         };
         Ok(Self { backend })
@@ -115,7 +160,7 @@ impl Db {
 
     pub fn kind(&self) -> Kind {
         match self.backend {
-            Backend::Postgres(_) => Kind::Postgres,
+            Backend::Postgres { .. } => Kind::Postgres,
             Backend::Sqlite { .. } => Kind::Sqlite,
         }
     }
@@ -124,7 +169,7 @@ impl Db {
     /// so instances starting together do not race.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.backend {
-            Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+            Backend::Postgres { pool, .. } => sqlx::migrate!("migrations/postgres").run(pool).await,
             Backend::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
         }
     }
@@ -182,10 +227,10 @@ impl Db {
     /// Connections (in use, idle) across the pools.
     pub fn pool_usage(&self) -> (u32, u32) {
         match &self.backend {
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 (pool.size() - pool.num_idle() as u32, pool.num_idle() as u32)
             }
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 let idle = (writer.num_idle() + reader.num_idle()) as u32;
                 (writer.size() + reader.size() - idle, idle)
             }
@@ -195,8 +240,16 @@ impl Db {
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Postgres(pool) => pool.close().await,
-            Backend::Sqlite { writer, reader } => {
+            Backend::Postgres { pool, readers } => {
+                readers.close();
+                pool.close().await
+            }
+            Backend::Sqlite {
+                writer,
+                reader,
+                pages,
+            } => {
+                pages.close();
                 reader.close().await;
                 writer.close().await;
             }

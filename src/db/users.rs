@@ -55,11 +55,14 @@ impl Db {
 
     /// The account with this id, if it still exists.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
-        let row: Option<UserRow> = on_pool!(self, read, |pool| {
+        let row: Option<UserRow> = on_pool!(self, hot_read, |pool| {
             sqlx::query_as("SELECT id, username, is_admin FROM users WHERE id = $1")
                 .bind(id)
-                .fetch_optional(pool)
+                // One row at most; fetch_all avoids sqlx's extra Sync after fetch_optional
+                // (see `Db::employee_seen_by`). This runs on every authenticated request.
+                .fetch_all(pool)
                 .await
+                .map(|rows| rows.into_iter().next())
         })?;
         Ok(row.map(User::from))
     }

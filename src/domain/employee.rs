@@ -1,6 +1,6 @@
 //! Employee records: the validated field types, the create/update inputs and the stored record.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::{Date, OffsetDateTime, macros::date};
 use unicode_normalization::UnicodeNormalization;
@@ -248,7 +248,7 @@ impl EmployeeChanges {
 }
 
 /// A stored employee, as the API returns it (EmployeeRead).
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 #[schema(as = EmployeeRead, example = json!({
     "emp_id": 1001, "emp_name": "Ada Lovelace", "city": "London", "country": "United Kingdom",
     "emp_dob": "1985-12-10", "id": "5f0c1a9e-8d0b-4c59-9a53-3f6f3c1b2a10"

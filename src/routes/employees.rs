@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    auth::extract::{AdminUser, AuthUser, TokenSubject},
+    auth::extract::{AdminUser, TokenSubject},
     db::employees::OnConflict,
     domain::{
         employee::{EmpId, Employee, EmployeeChanges, NewEmployee},
@@ -205,38 +205,32 @@ async fn create_employee(
     ))]
 async fn list_employees(
     State(state): State<AppState>,
-    _user: AuthUser,
+    TokenSubject(viewer): TokenSubject,
     headers: HeaderMap,
     QueryPairs(query): QueryPairs,
 ) -> Result<Response, ApiError> {
     let query = EmployeeQuery::parse(&query).map_err(ApiError::Validation)?;
-    let skip_count = prefers_no_count(&headers);
-    let (mut rows, total) = if skip_count {
-        (state.db.list_employees(&query).await?, None)
-    } else {
-        let (rows, total) = tokio::try_join!(
-            state.db.list_employees(&query),
-            state.db.count_employees(&query.filters)
-        )?;
-        (rows, Some(total))
-    };
-    let has_more = rows.len() > query.limit as usize;
-    rows.truncate(query.limit as usize);
+    let with_total = !prefers_no_count(&headers);
+    // One query checks that the viewer still exists, counts, and writes the page.
+    let page = state
+        .db
+        .list_page(viewer, &query, with_total)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    tracing::Span::current().record("user_id", viewer);
 
-    let body = serde_json::to_vec(&rows).map_err(|e| ApiError::internal("serialize", e))?;
-    let mut res = Response::new(Body::from(body));
+    let mut res = Response::new(Body::from(page.body));
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(total) = total {
-        h.insert("x-total-count", HeaderValue::from(total));
-    } else {
-        h.insert("preference-applied", HeaderValue::from_static("count=none"));
-    }
-    if let (true, Some(last)) = (has_more, rows.last()) {
-        let cursor = Cursor::after(last, query.sort, query.order, &query.filters);
+    match page.total {
+        Some(total) => h.insert("x-total-count", HeaderValue::from(total)),
+        None => h.insert("preference-applied", HeaderValue::from_static("count=none")),
+    };
+    if let Some(last) = page.next_after {
+        let cursor = Cursor::after(&last, query.sort, query.order, &query.filters);
         let link = format!(
             "</employees/?cursor={}&limit={}>; rel=\"next\"",
             cursor.encode(),

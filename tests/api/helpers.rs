@@ -478,3 +478,20 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// For each list query (e.g. `city=osl&country=nor`), asserts that `X-Total-Count` equals the
+/// number of rows the query actually returns (all of them fit in one page of 1000).
+pub async fn assert_totals_match_rows(app: &TestApp, token: &str, queries: &[&str]) {
+    for query in queries {
+        let res = app
+            .get(&format!("/employees/?{query}&limit=1000"), Some(token))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{query}");
+        let rows = res.json().as_array().map_or(0, Vec::len);
+        assert_eq!(
+            res.header("x-total-count"),
+            Some(rows.to_string().as_str()),
+            "{query}: X-Total-Count against the rows returned"
+        );
+    }
+}

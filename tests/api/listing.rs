@@ -277,6 +277,65 @@ db_test!(prefer_count_none_omits_the_total, |app| {
     assert_eq!(res.header("preference-applied"), Some("count=none"));
 });
 
+/// X-Total-Count of `city=osl`, `city=berg`, `country=nor` and `country=swe`.
+async fn totals(app: &TestApp, token: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for q in ["city=osl", "city=berg", "country=nor", "country=swe"] {
+        let res = app.get(&format!("/employees/?{q}"), Some(token)).await;
+        out.push(res.header("x-total-count").unwrap().parse().unwrap());
+    }
+    out
+}
+
+db_test!(filtered_totals_follow_creates_moves_and_deletes, |app| {
+    let admin = app.admin_token().await;
+    let queries = [
+        "city=osl",
+        "city=OSLO",
+        "city=berg",
+        "city=o",
+        "country=nor",
+        "country=swe",
+        "city=osl&country=nor",
+        "city=berg&country=den",
+        "city=zzz",
+    ];
+    for (id, city) in [(1, "Oslo"), (2, "OSLO"), (3, "Bergen"), (4, "Oslo")] {
+        app.create_employee(&admin, id, "A", city, "Norway", "1990-01-01")
+            .await;
+    }
+    assert_eq!(totals(&app, &admin).await, [3, 1, 4, 0]);
+    assert_totals_match_rows(&app, &admin, &queries).await;
+
+    // Moving employee 1 to Bergen, and 3 to Sweden; a name-only change moves nothing.
+    app.patch_json(
+        "/employees/1",
+        Some(&admin),
+        serde_json::json!({"city": "Bergen"}),
+    )
+    .await;
+    app.patch_json(
+        "/employees/3",
+        Some(&admin),
+        serde_json::json!({"country": "Sweden"}),
+    )
+    .await;
+    app.patch_json(
+        "/employees/2",
+        Some(&admin),
+        serde_json::json!({"emp_name": "B"}),
+    )
+    .await;
+    assert_eq!(totals(&app, &admin).await, [2, 2, 3, 1]);
+    assert_totals_match_rows(&app, &admin, &queries).await;
+
+    // Deleting the last employee of a place leaves it counted as zero.
+    app.delete("/employees/3", Some(&admin)).await;
+    app.delete("/employees/2", Some(&admin)).await;
+    assert_eq!(totals(&app, &admin).await, [1, 1, 2, 0]);
+    assert_totals_match_rows(&app, &admin, &queries).await;
+});
+
 db_test!(total_count_follows_inserts_and_deletes, |app| {
     let admin = app.admin_token().await;
     let count = |res: TestResponse| res.header("x-total-count").unwrap().to_owned();

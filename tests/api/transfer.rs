@@ -188,6 +188,19 @@ db_test!(conflicts_fail_skip_or_update_as_asked, |app| {
         Some("5"),
         "updates do not change the count"
     );
+    // 1001 moved from Oslo to London: the per-place counts followed the upsert.
+    assert_totals_match_rows(
+        &app,
+        &admin,
+        &[
+            "city=oslo",
+            "city=london",
+            "country=norway",
+            "country=united",
+            "city=o",
+        ],
+    )
+    .await;
 });
 
 db_test!(dry_run_reports_and_stores_nothing, |app| {
