@@ -228,7 +228,8 @@ pub struct Settings {
     #[arg(long, global = true, env = "HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
     /// Database connections per set: PostgreSQL opens up to this many for writes and as many
-    /// for hot reads; SQLite readers (2 to 4) for point reads and as many for list pages.
+    /// for hot reads; SQLite readers (2 to 4) for point reads, and one list-page reader per
+    /// CPU core up to that.
     #[arg(long, global = true, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
     /// pretty or json.

@@ -142,9 +142,12 @@ impl Db {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options.read_only(true))
                     .await?;
+                // A list page is pure CPU on its thread: one connection per core (2 to 4, at most
+                // the reader pool's size) keeps the cores busy; more would only hold more memory.
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let pages = sqlite_pages::SqlitePages::open(
                     path,
-                    max_connections.clamp(2, 4) as usize,
+                    cores.clamp(2, max_connections.clamp(2, 4) as usize),
                     ACQUIRE_TIMEOUT,
                 )
                 .map_err(sqlite_pages::to_sqlx)?;
