@@ -363,17 +363,17 @@ impl Db {
         conds.join(" AND ")
     }
 
-    /// One page of the list as the response body, in one round trip that also checks the
-    /// viewer and (when `with_total`) counts the matches. `None` when the user `viewer` no
-    /// longer exists.
+    /// One page of the list as the response body, read together with the viewer check and
+    /// (when `with_total`) the count. `None` when the user `viewer` no longer exists.
     ///
     /// The rows never become `Employee` values: under `perf`, a value copy, a channel message
     /// and a decode per column and row, then serialization again, were most of a page's cost.
-    /// PostgreSQL writes the JSON array itself (`string_agg` of one object per row, strings
-    /// escaped by `to_json`) in the same statement as the viewer check and the count; SQLite
-    /// runs the three statements on one rusqlite connection and writes each row from SQLite's
-    /// buffers (`sqlite_pages`). The row after the page tells whether another page follows; the
-    /// page's last row comes back separately for the `next` cursor.
+    /// PostgreSQL writes each row as a JSON object (strings escaped by `to_json`), with the
+    /// viewer check and the count as columns of the same statement (one round trip; two with
+    /// filters, whose count comes first to choose the plan); SQLite runs the statements on one
+    /// rusqlite connection and writes each row from SQLite's buffers (`sqlite_pages`). The row
+    /// after the page tells whether another page follows; the page's last row is parsed back
+    /// for the `next` cursor.
     pub async fn list_page(
         &self,
         viewer: i64,
