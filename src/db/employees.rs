@@ -251,8 +251,9 @@ impl Db {
 
     /// The SELECT of at most `fetch` rows of the list (its parameters bound into `sql`).
     ///
-    /// `by_place` (SQLite, with filters): select the rows through the places that match
-    /// (`employee_places`, then `employees_place_idx`) instead of the trigram index.
+    /// `by_place` (with filters): select the rows through the places that match
+    /// (`employee_places`, then `employees_place_idx`) instead of walking the sort order
+    /// (SQLite) or intersecting the trigram index (PostgreSQL).
     fn list_sql(&self, query: &EmployeeQuery, fetch: i64, by_place: bool, sql: &mut Sql) -> String {
         let (from, mut conds) = if by_place {
             match self.kind() {

@@ -55,7 +55,7 @@ pub(super) struct PageQuery {
     pub count: Option<Statement>,
     /// Whether the count goes into the response (`X-Total-Count`).
     pub report_total: bool,
-    /// The page through the sort order's index (filtered by the trigram index, if any).
+    /// The page through the sort order's index (filters checked with `instr()` on the way).
     pub rows: Statement,
     /// With filters: the page through the matching places, for when they hold few rows.
     pub rows_by_place: Option<Statement>,
