@@ -433,11 +433,13 @@ impl Db {
         let mut sql = Sql::new("");
         let viewer_id = viewer;
         let viewer = sql.bind(Param::Int(viewer));
-        let total = match (with_total, known_total) {
+        // The total as an SQL expression: none, the count already read, or its subquery.
+        let total_sql = |sql: &mut Sql| match (with_total, known_total) {
             (false, _) => "CAST(NULL AS BIGINT)".to_owned(),
             (true, Some(known)) => format!("CAST({} AS BIGINT)", sql.bind(Param::Int(known))),
-            (true, None) => self.count_sql(&query.filters, &mut sql),
+            (true, None) => self.count_sql(&query.filters, sql),
         };
+        let total = total_sql(&mut sql);
         let rows = self.list_sql(query, i64::from(query.limit) + 1, by_place, &mut sql);
         let column = query.sort.column();
         let dir = match query.order {
@@ -467,13 +469,7 @@ impl Db {
             None => {
                 let mut sql = Sql::new("");
                 let viewer = sql.bind(Param::Int(viewer_id));
-                let total = match (with_total, known_total) {
-                    (false, _) => "CAST(NULL AS BIGINT)".to_owned(),
-                    (true, Some(known)) => {
-                        format!("CAST({} AS BIGINT)", sql.bind(Param::Int(known)))
-                    }
-                    (true, None) => self.count_sql(&query.filters, &mut sql),
-                };
+                let total = total_sql(&mut sql);
                 let (viewer, total) = bind_all(
                     sqlx::query_as(AssertSqlSafe(format!(
                         "SELECT (SELECT 1 FROM users WHERE id = {viewer}), {total}"
