@@ -1,65 +1,17 @@
-//! The one error type of the HTTP layer, and the extractors whose rejections use it.
+//! The one error type of the HTTP layer.
 //!
 //! Every non-2xx answer the service gives is built here, so status, headers and body shape
 //! (`{"detail": "..."}`, or FastAPI's list of field errors for 422) are decided in one place.
 
 use axum::{
     Json,
-    body::Bytes,
-    extract::{FromRequest, FromRequestParts, Request},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-/// One element of a 422 `loc` path: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum LocPart {
-    Key(String),
-    Index(usize),
-}
-
-impl From<&str> for LocPart {
-    fn from(key: &str) -> Self {
-        LocPart::Key(key.to_owned())
-    }
-}
-
-/// One validation failure, in FastAPI's shape. `msg` and `kind` never contain the submitted
-/// value, so a password in a bad request is never echoed back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// Where the bad input is: starts with `body`, `query`, `path` or `header`, then field
-    /// names and (for arrays and CSV lines) indexes.
-    #[schema(example = json!(["body", "emp_dob"]))]
-    pub loc: Vec<LocPart>,
-    /// A human-readable reason.
-    #[schema(example = "Date of birth cannot be in the future")]
-    pub msg: String,
-    /// A machine-readable reason (pydantic's error type names where one fits).
-    #[serde(rename = "type")]
-    #[schema(example = "value_error")]
-    pub kind: &'static str,
-}
-
-impl FieldError {
-    /// A failure at `loc` (e.g. `["body", "emp_id"]`).
-    pub fn new(loc: Vec<LocPart>, kind: &'static str, msg: impl Into<String>) -> Self {
-        Self {
-            loc,
-            msg: msg.into(),
-            kind,
-        }
-    }
-
-    /// A failure of a named field inside `source` (`body`, `query`, `path`).
-    pub fn at(source: &str, field: &str, kind: &'static str, msg: impl Into<String>) -> Self {
-        Self::new(vec![source.into(), field.into()], kind, msg)
-    }
-}
+use crate::{auth, db, domain::validation::FieldError, rate_limit::Decision};
 
 /// The body of every error except 422.
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,8 +54,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType(&'static str),
+    /// Throttled (login attempts): retry after this many seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Over a rate-limit budget; the answer reports the budget (RateLimit headers).
+    #[error("rate limited")]
+    RateLimited(Decision),
     #[error("service unavailable")]
     Unavailable { retry_after_secs: u64 },
     /// Anything unexpected. The cause is logged where the response is built and never sent.
@@ -135,7 +91,9 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -153,7 +111,7 @@ impl ApiError {
             ApiError::ConflictDetail(msg) => msg,
             ApiError::PayloadTooLarge => "Request body too large",
             ApiError::UnsupportedMediaType(msg) => msg,
-            ApiError::TooManyRequests { .. } => "Too many requests",
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => "Too many requests",
             ApiError::Unavailable { .. } => "Service temporarily unavailable",
             ApiError::Internal(_) => "Internal Server Error",
         }
@@ -206,131 +164,74 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(retry_after_secs.max(1)),
                 );
             }
+            ApiError::RateLimited(decision) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(decision.retry_after_secs.max(1)),
+                );
+                insert_rate_limit_headers(headers, &decision);
+            }
             _ => {}
         }
         response
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    /// Connection-level failures mean the database is unreachable (503); everything else is a
-    /// bug or an unexpected state (500). Constraint violations are mapped at their call sites.
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => {
-                tracing::warn!(error = %err, "database unavailable");
+/// The RateLimit fields of draft-ietf-httpapi-ratelimit-headers-06 for `decision`.
+pub fn insert_rate_limit_headers(headers: &mut axum::http::HeaderMap, decision: &Decision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    if let Ok(policy) =
+        HeaderValue::from_str(&format!("{};w={}", decision.limit, decision.window_secs))
+    {
+        headers.insert("ratelimit-policy", policy);
+    }
+}
+
+impl From<auth::Error> for ApiError {
+    fn from(err: auth::Error) -> Self {
+        ApiError::internal("authentication", err)
+    }
+}
+
+impl From<db::Error> for ApiError {
+    /// An unavailable database is a 503 with Retry-After; everything else is a bug or an
+    /// unexpected state (500). Conflicts and missing rows are mapped at their call sites,
+    /// where their meaning is known; unmapped, they are internal errors too.
+    fn from(err: db::Error) -> Self {
+        match err {
+            db::Error::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
                 ApiError::Unavailable {
                     retry_after_secs: 5,
                 }
             }
-            _ => ApiError::internal("database", err),
+            other => ApiError::internal("database", other),
         }
     }
 }
 
-/// Maps a unique-constraint violation to a 409 with `detail`; passes every other error on.
-pub trait OnConflict<T> {
+/// Maps storage outcomes whose meaning depends on the call site.
+pub trait DbResultExt<T> {
+    /// A unique-constraint violation becomes a 409 with `detail`.
     fn on_conflict(self, detail: &'static str) -> Result<T, ApiError>;
+    /// A missing row becomes a 404 with `detail`.
+    fn on_not_found(self, detail: &'static str) -> Result<T, ApiError>;
 }
 
-impl<T> OnConflict<T> for Result<T, sqlx::Error> {
+impl<T> DbResultExt<T> for Result<T, db::Error> {
     fn on_conflict(self, detail: &'static str) -> Result<T, ApiError> {
-        self.map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(detail),
-            _ => ApiError::from(err),
+        self.map_err(|err| match err {
+            db::Error::Conflict => ApiError::Conflict(detail),
+            other => ApiError::from(other),
         })
     }
-}
 
-/// True when the request declares `media_type` (parameters such as `charset` allowed).
-fn has_content_type(parts_headers: &axum::http::HeaderMap, media_type: &str) -> bool {
-    parts_headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media_type))
-}
-
-/// Reads the whole body, mapping an over-limit body to 413.
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::BadRequest("Could not read the request body")
-        }
-    })
-}
-
-/// A JSON object body. The media type must be `application/json` (else 415); malformed JSON
-/// or a non-object gives a 422 naming the problem without echoing the input.
-pub struct JsonObject(pub Map<String, Value>);
-
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !has_content_type(req.headers(), "application/json") {
-            return Err(ApiError::UnsupportedMediaType(
-                "Unsupported media type: expected application/json",
-            ));
-        }
-        let bytes = read_body(req, state).await?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::Validation(vec![FieldError::new(
-                vec!["body".into()],
-                "model_attributes_type",
-                "Input should be a valid dictionary or object",
-            )])),
-            Err(_) => Err(ApiError::Validation(vec![FieldError::new(
-                vec!["body".into()],
-                "json_invalid",
-                "JSON decode error",
-            )])),
-        }
-    }
-}
-
-/// An `application/x-www-form-urlencoded` body as ordered key/value pairs (415 otherwise).
-pub struct FormPairs(pub Vec<(String, String)>);
-
-impl<S: Send + Sync> FromRequest<S> for FormPairs {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !has_content_type(req.headers(), "application/x-www-form-urlencoded") {
-            return Err(ApiError::UnsupportedMediaType(
-                "Unsupported media type: expected application/x-www-form-urlencoded",
-            ));
-        }
-        let bytes = read_body(req, state).await?;
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .map(FormPairs)
-            .map_err(|_| ApiError::BadRequest("Malformed form body"))
-    }
-}
-
-/// The query string as ordered key/value pairs; each endpoint parses the keys it knows.
-pub struct QueryPairs(pub Vec<(String, String)>);
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .map(QueryPairs)
-            .map_err(|_| {
-                ApiError::Validation(vec![FieldError::new(
-                    vec!["query".into()],
-                    "query_invalid",
-                    "Malformed query string",
-                )])
-            })
+    fn on_not_found(self, detail: &'static str) -> Result<T, ApiError> {
+        self.map_err(|err| match err {
+            db::Error::NotFound => ApiError::NotFound(detail),
+            other => ApiError::from(other),
+        })
     }
 }

@@ -14,6 +14,11 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // `--help` and `--version` end here too, with code 0: their text goes to stdout.
+        Err(failure) if failure.code == 0 => {
+            println!("{}", failure.message);
+            ExitCode::SUCCESS
+        }
         Err(failure) => {
             eprintln!("{}", failure.message);
             ExitCode::from(failure.code)

@@ -1,8 +1,10 @@
-//! The OpenAPI 3.1 document and the Swagger UI that serves it (assets built into the binary).
+//! The OpenAPI 3.1 document's frame (info, security scheme, shared components) and the pages
+//! that show it: Swagger UI at `/docs` and ReDoc at `/redoc`, both built into the binary. The
+//! operations are described on their handlers, in `routes`.
 
 use axum::Router;
 use utoipa::{
-    Modify, OpenApi,
+    Modify, OpenApi, ToResponse,
     openapi::{
         OpenApi as OpenApiDoc,
         security::{Flow, OAuth2, Password, Scopes, SecurityScheme},
@@ -11,8 +13,8 @@ use utoipa::{
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    domain::{employee::Employee, user::User},
-    error::{ErrorDetail, FieldError, ValidationErrorBody},
+    domain::{employee::Employee, user::User, validation::FieldError},
+    error::{ErrorDetail, ValidationErrorBody},
 };
 
 #[derive(OpenApi)]
@@ -25,7 +27,10 @@ use crate::{
                        validation errors (422) are `{\"detail\": [{\"loc\", \"msg\", \"type\"}]}`.",
         license(name = "MIT")
     ),
-    components(schemas(ErrorDetail, ValidationErrorBody, FieldError, Employee, User)),
+    components(
+        schemas(ErrorDetail, ValidationErrorBody, FieldError, Employee, User),
+        responses(Unauthorized, Forbidden, TooManyRequests, PayloadTooLarge, NotJson)
+    ),
     modifiers(&SecurityAddon),
     tags(
         (name = "Authentication", description = "Registration and login"),
@@ -37,6 +42,39 @@ use crate::{
 pub struct ApiDoc;
 
 struct SecurityAddon;
+
+// Responses shared by many operations, described once. Each answer's body is an `ErrorDetail`.
+
+/// Missing, invalid or expired credentials, or a user that no longer exists.
+#[derive(ToResponse)]
+#[response(
+    example = json!({"detail": "Not authenticated"}),
+    headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` when a token was sent"))
+)]
+pub struct Unauthorized(pub ErrorDetail);
+
+/// The caller is not an administrator.
+#[derive(ToResponse)]
+#[response(example = json!({"detail": "The user does not have administrative privileges"}))]
+pub struct Forbidden(pub ErrorDetail);
+
+/// Over a rate limit or a login throttle.
+#[derive(ToResponse)]
+#[response(
+    example = json!({"detail": "Too many requests"}),
+    headers(("Retry-After" = u64, description = "Seconds to wait"))
+)]
+pub struct TooManyRequests(pub ErrorDetail);
+
+/// The request body is over 1 MiB.
+#[derive(ToResponse)]
+#[response(example = json!({"detail": "Request body too large"}))]
+pub struct PayloadTooLarge(pub ErrorDetail);
+
+/// The request body is not `application/json`.
+#[derive(ToResponse)]
+#[response(example = json!({"detail": "Unsupported media type: expected application/json"}))]
+pub struct NotJson(pub ErrorDetail);
 
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut OpenApiDoc) {
@@ -88,9 +126,4 @@ pub fn docs_router<S: Clone + Send + Sync + 'static>(openapi: OpenApiDoc) -> Rou
             )
         }),
     )
-}
-
-/// The full document (for `employee-api openapi` and the snapshot test).
-pub fn document() -> OpenApiDoc {
-    crate::routes::router().split_for_parts().1
 }

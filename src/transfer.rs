@@ -11,15 +11,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    db::{
-        Db,
-        employees::{IMPORT_BATCH, OnConflict},
-    },
+    db::{self, Db, import::IMPORT_BATCH},
     domain::{
-        employee::{Employee, NewEmployee},
+        employee::{Employee, NewEmployee, OnConflict},
         listing::{Cursor, EmployeeQuery},
+        validation::{FieldError, LocPart},
     },
-    error::{FieldError, LocPart},
 };
 
 /// The columns of the CSV format, in export order.
@@ -53,11 +50,11 @@ pub enum ImportFailure {
     Conflict {
         locations: Vec<(LocPart, i64)>,
     },
-    Database(sqlx::Error),
+    Database(db::Error),
 }
 
-impl From<sqlx::Error> for ImportFailure {
-    fn from(e: sqlx::Error) -> Self {
+impl From<db::Error> for ImportFailure {
+    fn from(e: db::Error) -> Self {
         ImportFailure::Database(e)
     }
 }
@@ -68,7 +65,7 @@ pub struct Importer<'a> {
     db: &'a Db,
     mode: OnConflict,
     dry_run: bool,
-    tx: Option<crate::db::employees::ImportTx>,
+    tx: Option<db::import::ImportTx>,
     batch: Vec<NewEmployee>,
     batch_locs: Vec<LocPart>,
     report: ImportReport,
@@ -269,7 +266,8 @@ pub fn check_csv_header(headers: &csv::StringRecord) -> Result<Vec<String>, Stri
 }
 
 /// Export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     #[default]
     Csv,
@@ -277,6 +275,9 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
+    /// The names clients and the command line use.
+    pub const NAMES: [&'static str; 2] = ["csv", "ndjson"];
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "csv" => Some(ExportFormat::Csv),
@@ -338,7 +339,7 @@ pub const EXPORT_PAGE: u32 = 1000;
 pub async fn export_page(
     db: &Db,
     query: &EmployeeQuery,
-) -> Result<(Vec<Employee>, Option<EmployeeQuery>), sqlx::Error> {
+) -> Result<(Vec<Employee>, Option<EmployeeQuery>), db::Error> {
     let mut rows = db.list_employees(query).await?;
     let more = rows.len() > query.limit as usize;
     rows.truncate(query.limit as usize);

@@ -2,11 +2,15 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD as B64};
+use argon2::{
+    ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::phc::{Output, ParamsString, Salt},
+};
+use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::{domain::password::Password, error::ApiError};
+use super::Error;
+use crate::domain::password::Password;
 
 /// Work for a hashing thread; it lends the job its reusable Argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -32,12 +36,12 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(concurrency: usize) -> Result<Self, ApiError> {
+    pub fn new(concurrency: usize) -> Result<Self, Error> {
         let concurrency = concurrency.max(1);
         let mut random = [0u8; 32];
         rand::fill(&mut random);
         let dummy_hash =
-            hash_with(&mut Vec::new(), &random).map_err(|e| ApiError::internal("dummy hash", e))?;
+            hash_with(&mut Vec::new(), &random).map_err(|e| Error::new("dummy hash", e))?;
         // Capacity = permits: a job is only sent after a permit is taken, so send never blocks.
         let (jobs, queue) = mpsc::sync_channel::<Job>(concurrency);
         let queue = Arc::new(Mutex::new(queue));
@@ -57,7 +61,7 @@ impl PasswordHasher {
                         }
                     }
                 })
-                .map_err(|e| ApiError::internal("hash thread", e))?;
+                .map_err(|e| Error::new("hash thread", e))?;
         }
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -70,28 +74,28 @@ impl PasswordHasher {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         let _permit = self
             .permits
             .acquire()
             .await
-            .map_err(|e| ApiError::internal("hash pool", e))?;
+            .map_err(|e| Error::new("hash pool", e))?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
             let _ = reply.send(work(memory));
         });
         self.jobs
             .send(job)
-            .map_err(|e| ApiError::internal("hash pool", e))?;
-        answer.await.map_err(|e| ApiError::internal("hash task", e))
+            .map_err(|e| Error::new("hash pool", e))?;
+        answer.await.map_err(|e| Error::new("hash task", e))
     }
 
     /// A PHC-format Argon2id hash of `password` with a fresh random salt.
-    pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: &Password) -> Result<String, Error> {
         let bytes = password.expose().as_bytes().to_vec();
         self.run(move |memory| hash_with(memory, &bytes))
             .await?
-            .map_err(|e| ApiError::internal("hash password", e))
+            .map_err(|e| Error::new("hash password", e))
     }
 
     /// True when `password` matches `stored_hash`. With `None` (unknown user) the dummy hash
@@ -100,7 +104,7 @@ impl PasswordHasher {
         &self,
         password: &Password,
         stored_hash: Option<&str>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         let bytes = password.expose().as_bytes().to_vec();
         let known = stored_hash.is_some();
         let hash: String = stored_hash.unwrap_or(&self.dummy_hash).to_owned();
@@ -111,12 +115,9 @@ impl PasswordHasher {
     }
 }
 
-fn argon2id(m: u32, t: u32, p: u32, out_len: usize) -> Result<Argon2<'static>, argon2::Error> {
-    Ok(Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(m, t, p, Some(out_len))?,
-    ))
+/// Argon2id, version 0x13, with `params`.
+fn argon2id(params: Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
 /// Grows `memory` to what `argon2` needs and returns that much of it.
@@ -128,43 +129,51 @@ fn blocks_for<'m>(memory: &'m mut Vec<Block>, argon2: &Argon2<'_>) -> &'m mut [B
     &mut memory[..needed]
 }
 
-/// Hashes with the default parameters into `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
-fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> Result<String, argon2::Error> {
-    let (m, t, p) = (
-        Params::DEFAULT_M_COST,
-        Params::DEFAULT_T_COST,
-        Params::DEFAULT_P_COST,
-    );
-    let argon2 = argon2id(m, t, p, Params::DEFAULT_OUTPUT_LEN)?;
+/// Hashes with the default parameters (m=19456, t=2, p=1) and a fresh 16-byte salt, in the PHC
+/// string format: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> Result<String, String> {
+    let params = Params::default();
+    let argon2 = argon2id(params.clone());
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    argon2.hash_password_into_with_memory(
-        password,
-        &salt,
-        &mut out,
-        blocks_for(memory, &argon2),
-    )?;
-    Ok(format!(
-        "$argon2id$v=19$m={m},t={t},p={p}${}${}",
-        B64.encode(salt),
-        B64.encode(out)
-    ))
+    argon2
+        .hash_password_into_with_memory(password, &salt, &mut out, blocks_for(memory, &argon2))
+        .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
 }
 
-/// Checks `password` against a PHC Argon2id string (any parameters within bounds).
+/// Checks `password` against a PHC Argon2id string (any parameters within bounds), comparing
+/// the digests in constant time.
 fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
-    let Some(parsed) = PhcArgon2id::parse(phc) else {
+    let Ok(stored) = PasswordHash::new(phc) else {
         return false;
     };
-    let Ok(argon2) = argon2id(parsed.m, parsed.t, parsed.p, parsed.hash.len()) else {
+    if stored.algorithm != ARGON2ID_IDENT || stored.version != Some(Version::V0x13.into()) {
+        return false;
+    }
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
         return false;
     };
-    let mut out = vec![0u8; parsed.hash.len()];
+    let Ok(params) = Params::try_from(&stored) else {
+        return false;
+    };
+    if params.m_cost() > MAX_M_COST {
+        return false;
+    }
+    let argon2 = argon2id(params);
+    let mut out = vec![0u8; expected.len()];
     if argon2
         .hash_password_into_with_memory(
             password,
-            &parsed.salt,
+            salt.as_ref(),
             &mut out,
             blocks_for(memory, &argon2),
         )
@@ -172,50 +181,7 @@ fn verify_with(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
     {
         return false;
     }
-    // Constant time: every byte is compared whatever the earlier ones were.
-    out.iter()
-        .zip(&parsed.hash)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
-}
-
-/// The parts of `$argon2id$v=19$m=..,t=..,p=..$salt$hash`.
-struct PhcArgon2id {
-    m: u32,
-    t: u32,
-    p: u32,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
-}
-
-impl PhcArgon2id {
-    fn parse(phc: &str) -> Option<Self> {
-        let mut fields = phc.split('$');
-        let ("", "argon2id", "v=19") = (fields.next()?, fields.next()?, fields.next()?) else {
-            return None;
-        };
-        let (mut m, mut t, mut p) = (None, None, None);
-        for pair in fields.next()?.split(',') {
-            let (key, value) = pair.split_once('=')?;
-            let value: u32 = value.parse().ok()?;
-            match key {
-                "m" => m = Some(value),
-                "t" => t = Some(value),
-                "p" => p = Some(value),
-                _ => return None,
-            }
-        }
-        let salt = B64.decode(fields.next()?).ok()?;
-        let hash = B64.decode(fields.next()?).ok()?;
-        let m = m.filter(|m| *m <= MAX_M_COST)?;
-        (fields.next().is_none() && (4..=64).contains(&hash.len())).then_some(Self {
-            m,
-            t: t?,
-            p: p?,
-            salt,
-            hash,
-        })
-    }
+    out.ct_eq(expected.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -258,15 +224,43 @@ mod tests {
     }
 
     #[test]
-    fn malformed_or_foreign_hashes_never_verify() {
+    fn real_hashes_of_the_same_password_in_other_variants_never_verify() {
+        use argon2::PasswordHasher as _;
+        let password = b"interop passphrase";
+        for variant in [Algorithm::Argon2i, Algorithm::Argon2d] {
+            let foreign = Argon2::new(variant, Version::V0x13, Params::default())
+                .hash_password(password)
+                .unwrap()
+                .to_string();
+            assert!(
+                !verify_with(&mut Vec::new(), password, &foreign),
+                "{variant:?} hash accepted: {foreign}"
+            );
+        }
+        // Version 0x10 of Argon2id: a real hash, refused by the version check.
+        let old = Argon2::new(Algorithm::Argon2id, Version::V0x10, Params::default())
+            .hash_password(password)
+            .unwrap()
+            .to_string();
+        assert!(!verify_with(&mut Vec::new(), password, &old), "{old}");
+    }
+
+    #[test]
+    fn malformed_hashes_and_absurd_memory_costs_are_refused_before_any_work() {
+        let ours = hash_with(&mut Vec::new(), b"x").unwrap();
+        let greedy = ours.replace("m=19456", "m=99999999");
         for bad in [
             "",
-            "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
             "$2b$12$abcdefghijklmnopqrstuv",
-            "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+            greedy.as_str(),
+            ours.trim_end_matches(|c| c != '$'),
         ] {
             assert!(!verify_with(&mut Vec::new(), b"x", bad), "{bad}");
         }
+        assert!(
+            verify_with(&mut Vec::new(), b"x", &ours),
+            "control: the unaltered hash verifies"
+        );
     }
 
     #[tokio::test]

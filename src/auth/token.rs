@@ -7,7 +7,7 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use super::Error;
 
 /// Clock skew tolerated on `exp`/`nbf`, in seconds (the contract allows at most 30).
 pub const LEEWAY_SECS: u64 = 10;
@@ -56,7 +56,7 @@ impl TokenKeys {
     }
 
     /// A new token for `user_id`.
-    pub fn issue(&self, user_id: i64) -> Result<String, ApiError> {
+    pub fn issue(&self, user_id: i64) -> Result<String, Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -69,7 +69,7 @@ impl TokenKeys {
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some("JWT".into());
-        encode(&header, &claims, &self.encoding).map_err(|e| ApiError::internal("sign token", e))
+        encode(&header, &claims, &self.encoding).map_err(|e| Error::new("sign token", e))
     }
 
     /// The user id a valid token names; `None` for anything unacceptable.

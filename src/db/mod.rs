@@ -1,9 +1,16 @@
-//! Storage. The only module that writes SQL; the differences between SQLite and PostgreSQL
-//! stay inside it. Functions take and return domain types.
+//! Storage: the only module that writes SQL. Functions take and return domain types; the
+//! differences between SQLite and PostgreSQL stay inside this module:
+//!
+//! - one SQL text for both backends wherever possible, run on either pool by [`on_pool!`];
+//! - [`list::Dialect`] for the list query, whose text differs per backend;
+//! - `match &self.backend` only where the backends differ in kind: connecting, migrating, and
+//!   the hot reads that bypass sqlx's pool ([`pool`]).
 
 pub mod employees;
-mod pg_readers;
-mod sqlite_pages;
+mod error;
+pub mod import;
+pub mod list;
+mod pool;
 pub mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -14,104 +21,126 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::config::DatabaseUrl;
+pub use error::Error;
+pub use pool::PoolUsage;
 
-/// How long a request waits for a pooled connection before answering 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::config::{DatabaseUrl, MIN_DB_CONNECTIONS};
+use pool::{ACQUIRE_TIMEOUT, MAX_LIFETIME, Outages, PgReaders, SqlitePages};
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
     backend: Backend,
+    /// Shared with every pool: the last time the database went away.
+    outages: Arc<Outages>,
 }
 
 #[derive(Clone, Debug)]
 enum Backend {
-    /// Hot reads (point reads, the per-request user check, list pages) borrow from `readers`
-    /// (see `pg_readers`); everything else uses the sqlx pool.
-    Postgres {
-        pool: PgPool,
-        readers: Arc<pg_readers::PgReaders>,
-    },
+    /// Hot reads (point reads, the per-request user check, list pages) go through `hot`;
+    /// everything else through sqlx's pool.
+    Postgres { pool: PgPool, hot: Arc<PgReaders> },
     /// SQLite allows one writer at a time: all writes go through a single connection, so they
     /// queue in the pool instead of failing with SQLITE_BUSY; reads use their own pool and,
-    /// with WAL, never wait for the writer.
-    /// List pages are read through `pages` (rusqlite; see `sqlite_pages`).
+    /// with WAL, never wait for the writer. List pages are read through `pages` (rusqlite).
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
-        pages: Arc<sqlite_pages::SqlitePages>,
+        pages: Arc<SqlitePages>,
     },
 }
 
-/// Runs `$body` with `$pool` bound to the right pool of either backend. The body is the same
-/// text for both, compiled once per backend type.
+/// Runs `$body` with `$pool` bound to the right sqlx pool of either backend (`read` or
+/// `write`), and maps its error to [`Error`], noting outages. The body is the same text for
+/// both, compiled once per backend type.
 macro_rules! on_pool {
     ($db:expr, read, |$pool:ident| $body:expr) => {
         match &$db.backend {
             $crate::db::Backend::Postgres { pool: $pool, .. } => $body,
             $crate::db::Backend::Sqlite { reader: $pool, .. } => $body,
         }
-    };
-    // The hot read paths: on PostgreSQL a connection lent by `pg_readers` (returned only when
-    // the body succeeded), on SQLite the reader pool. Only in functions returning sqlx errors.
-    ($db:expr, hot_read, |$pool:ident| $body:expr) => {
-        match &$db.backend {
-            $crate::db::Backend::Postgres { readers, .. } => {
-                let mut lease = readers.acquire().await?;
-                let $pool = lease.conn();
-                let result = $body;
-                if result.is_ok() {
-                    lease.release();
-                }
-                result
-            }
-            $crate::db::Backend::Sqlite { reader: $pool, .. } => $body,
-        }
+        .map_err(|e| $db.outages.classify(e))
     };
     ($db:expr, write, |$pool:ident| $body:expr) => {
         match &$db.backend {
             $crate::db::Backend::Postgres { pool: $pool, .. } => $body,
             $crate::db::Backend::Sqlite { writer: $pool, .. } => $body,
         }
+        .map_err(|e| $db.outages.classify(e))
     };
 }
 pub(crate) use on_pool;
 
-/// Which engine a [`Db`] talks to.
+/// How `DB_MAX_CONNECTIONS` is shared between a backend's connection sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Postgres,
-    Sqlite,
+struct Sizes {
+    /// PostgreSQL: sqlx's pool (writes, transactions, cold reads). SQLite: the point readers.
+    general: u32,
+    /// PostgreSQL: the hot readers. SQLite: the list-page readers.
+    hot: u32,
+}
+
+impl Sizes {
+    /// PostgreSQL: half the connections for hot reads, half for everything else.
+    fn postgres(total: u32) -> Self {
+        let hot = (total / 2).max(1);
+        Self {
+            general: total.saturating_sub(hot).max(1),
+            hot,
+        }
+    }
+
+    /// SQLite: one writer besides these. Point readers: half of the rest, 1 to 4 (more than
+    /// cores buys little, each holds its cache). Page readers: the remainder, at most one per
+    /// core (a page is pure CPU on its thread) and at most 4.
+    fn sqlite(total: u32, cores: u32) -> Self {
+        let rest = total.saturating_sub(1).max(2);
+        let general = (rest / 2).clamp(1, 4);
+        let hot = rest.saturating_sub(general).clamp(1, cores.clamp(2, 4));
+        Self { general, hot }
+    }
 }
 
 impl Db {
-    /// Opens the pools. SQLite files (and their folder) are created when missing.
-    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, sqlx::Error> {
+    /// Opens the pools, with at most `max_connections` connections in all (raised to
+    /// [`MIN_DB_CONNECTIONS`] when lower). SQLite files (and their folder) are created when
+    /// missing.
+    pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, Error> {
+        let max_connections = max_connections.max(MIN_DB_CONNECTIONS);
+        let outages = Arc::new(Outages::new());
         let backend = match url {
             DatabaseUrl::Postgres(url) => {
+                let sizes = Sizes::postgres(max_connections);
                 let options =
                     PgConnectOptions::from_str(url.expose())?.statement_cache_capacity(256);
+                let retire = Arc::clone(&outages);
                 let pool = PgPoolOptions::new()
-                    .max_connections(max_connections)
+                    .max_connections(sizes.general)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .max_lifetime(MAX_LIFETIME)
                     // sqlx would otherwise ping (Sync, wait for ReadyForQuery) before lending a
-                    // connection: a second round trip on every request, seen with strace. A
-                    // connection that died meanwhile fails its next query instead (503 with
-                    // Retry-After, and sqlx drops it).
+                    // connection: a second round trip on every request, seen with strace.
+                    // Instead, connections older than the last outage are replaced unseen.
                     .test_before_acquire(false)
+                    .before_acquire(move |_conn, meta| {
+                        let opened = std::time::Instant::now().checked_sub(meta.age);
+                        let keep = opened.is_none_or(|opened| !retire.predate(opened));
+                        Box::pin(async move { Ok(keep) })
+                    })
                     .connect_with(options.clone())
                     .await?;
-                let readers =
-                    pg_readers::PgReaders::new(options, max_connections as usize, ACQUIRE_TIMEOUT);
+                let hot = PgReaders::new(options, sizes.hot as usize, Arc::clone(&outages));
                 Backend::Postgres {
                     pool,
-                    readers: Arc::new(readers),
+                    hot: Arc::new(hot),
                 }
             }
             DatabaseUrl::Sqlite { path } => {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+                let sizes = Sizes::sqlite(max_connections, cores);
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::other(&parent.display().to_string(), e))?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
@@ -135,22 +164,12 @@ impl Db {
                             .synchronous(SqliteSynchronous::Full),
                     )
                     .await?;
-                // More readers than cores buys little on SQLite (each query runs on its connection's
-                // thread) but costs memory: 2 to 4.
                 let reader = SqlitePoolOptions::new()
-                    .max_connections(max_connections.clamp(2, 4))
+                    .max_connections(sizes.general)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options.read_only(true))
                     .await?;
-                // A list page is pure CPU on its thread: one connection per core (2 to 4, at most
-                // the reader pool's size) keeps the cores busy; more would only hold more memory.
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let pages = sqlite_pages::SqlitePages::open(
-                    path,
-                    cores.clamp(2, max_connections.clamp(2, 4) as usize),
-                    ACQUIRE_TIMEOUT,
-                )
-                .map_err(sqlite_pages::to_sqlx)?;
+                let pages = SqlitePages::open(path, sizes.hot as usize)?;
                 Backend::Sqlite {
                     writer,
                     reader,
@@ -158,53 +177,54 @@ impl Db {
                 }
             }
         };
-        Ok(Self { backend })
+        Ok(Self { backend, outages })
     }
 
-    pub fn kind(&self) -> Kind {
+    /// The SQL dialect of this database.
+    pub(crate) fn dialect(&self) -> list::Dialect {
         match self.backend {
-            Backend::Postgres { .. } => Kind::Postgres,
-            Backend::Sqlite { .. } => Kind::Sqlite,
+            Backend::Postgres { .. } => list::Dialect::Postgres,
+            Backend::Sqlite { .. } => list::Dialect::Sqlite,
         }
     }
 
     /// Applies the embedded migrations. On PostgreSQL sqlx holds an advisory lock meanwhile,
     /// so instances starting together do not race.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        match &self.backend {
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let result = match &self.backend {
             Backend::Postgres { pool, .. } => sqlx::migrate!("migrations/postgres").run(pool).await,
             Backend::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
-        }
+        };
+        result.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => self.outages.classify(e),
+            other => Error::other("migration", other),
+        })
     }
 
     /// Migrations known to the binary and whether each is applied: (version, description, applied).
-    pub async fn migration_status(&self) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
-        let migrator = match self.kind() {
-            Kind::Postgres => sqlx::migrate!("migrations/postgres"),
-            Kind::Sqlite => sqlx::migrate!("migrations/sqlite"),
+    pub async fn migration_status(&self) -> Result<Vec<(i64, String, bool)>, Error> {
+        let (migrator, exists_sql) = match &self.backend {
+            Backend::Postgres { .. } => (
+                sqlx::migrate!("migrations/postgres"),
+                "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+            ),
+            Backend::Sqlite { .. } => (
+                sqlx::migrate!("migrations/sqlite"),
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
+            ),
         };
-        let applied: Vec<i64> = on_pool!(self, write, |pool| {
-            let exists: bool =
-                match self.kind() {
-                    Kind::Postgres => {
-                        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                            .fetch_one(pool)
-                            .await?
-                    }
-                    Kind::Sqlite => sqlx::query_scalar(
-                        "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
-                    )
-                    .fetch_one(pool)
-                    .await?,
-                };
-            if exists {
+        let exists: bool = on_pool!(self, write, |pool| {
+            sqlx::query_scalar(exists_sql).fetch_one(pool).await
+        })?;
+        let applied: Vec<i64> = if exists {
+            on_pool!(self, write, |pool| {
                 sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                     .fetch_all(pool)
-                    .await?
-            } else {
-                Vec::new()
-            }
-        });
+                    .await
+            })?
+        } else {
+            Vec::new()
+        };
         Ok(migrator
             .iter()
             .map(|m| {
@@ -217,34 +237,54 @@ impl Db {
             .collect())
     }
 
-    /// One trivial query, bounded by `timeout`: is the database answering?
+    /// One trivial query, bounded by `timeout`: is the database answering? A failure also
+    /// retires connections opened before it (see [`pool::Outages`]).
     pub async fn ping(&self, timeout: Duration) -> bool {
         let query = async {
             on_pool!(self, read, |pool| sqlx::query_scalar::<_, i32>("SELECT 1")
                 .fetch_one(pool)
                 .await)
         };
-        matches!(tokio::time::timeout(timeout, query).await, Ok(Ok(1)))
+        match tokio::time::timeout(timeout, query).await {
+            Ok(Ok(1)) => true,
+            Ok(_) => false,
+            Err(_) => {
+                self.outages.record();
+                false
+            }
+        }
     }
 
-    /// Connections (in use, idle) across the pools.
-    pub fn pool_usage(&self) -> (u32, u32) {
+    /// Every connection set by name, with how many connections it holds.
+    pub fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
+        fn sqlx_usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolUsage {
+            PoolUsage {
+                open: pool.size() as usize,
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections() as usize,
+            }
+        }
         match &self.backend {
-            Backend::Postgres { pool, .. } => {
-                (pool.size() - pool.num_idle() as u32, pool.num_idle() as u32)
+            Backend::Postgres { pool, hot } => {
+                vec![("general", sqlx_usage(pool)), ("hot_reads", hot.usage())]
             }
-            Backend::Sqlite { writer, reader, .. } => {
-                let idle = (writer.num_idle() + reader.num_idle()) as u32;
-                (writer.size() + reader.size() - idle, idle)
-            }
+            Backend::Sqlite {
+                writer,
+                reader,
+                pages,
+            } => vec![
+                ("writer", sqlx_usage(writer)),
+                ("readers", sqlx_usage(reader)),
+                ("page_readers", pages.usage()),
+            ],
         }
     }
 
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Postgres { pool, readers } => {
-                readers.close();
+            Backend::Postgres { pool, hot } => {
+                hot.close();
                 pool.close().await
             }
             Backend::Sqlite {
@@ -257,5 +297,28 @@ impl Db {
                 writer.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_sets_never_exceed_the_total() {
+        for total in MIN_DB_CONNECTIONS..=64 {
+            let pg = Sizes::postgres(total);
+            assert!(pg.general + pg.hot <= total, "postgres {total}: {pg:?}");
+            for cores in [1, 2, 8, 64] {
+                let lite = Sizes::sqlite(total, cores);
+                assert!(
+                    1 + lite.general + lite.hot <= total,
+                    "sqlite {total}/{cores}: {lite:?}"
+                );
+                assert!(lite.general >= 1 && lite.hot >= 1);
+            }
+        }
+        assert_eq!(Sizes::postgres(16), Sizes { general: 8, hot: 8 });
+        assert_eq!(Sizes::sqlite(16, 2), Sizes { general: 4, hot: 2 });
     }
 }

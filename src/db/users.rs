@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Db, on_pool};
+use super::{Backend, Db, Error, on_pool};
 use crate::domain::{listing::Page, user::User, username::Username};
 
 #[derive(FromRow)]
@@ -38,7 +38,7 @@ impl Db {
         username: &Username,
         password_hash: &str,
         is_admin: bool,
-    ) -> Result<User, sqlx::Error> {
+    ) -> Result<User, Error> {
         let row: UserRow = on_pool!(self, write, |pool| {
             sqlx::query_as(
                 "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3) \
@@ -53,25 +53,28 @@ impl Db {
         Ok(row.into())
     }
 
-    /// The account with this id, if it still exists.
-    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
-        let row: Option<UserRow> = on_pool!(self, hot_read, |pool| {
-            sqlx::query_as("SELECT id, username, is_admin FROM users WHERE id = $1")
+    /// The account with this id, if it still exists. Runs on every authenticated request.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, Error> {
+        const SQL: &str = "SELECT id, username, is_admin FROM users WHERE id = $1";
+        // One row at most; fetch_all avoids sqlx's extra Sync after fetch_optional (see
+        // `Db::employee_seen_by`).
+        let rows: Vec<UserRow> = match &self.backend {
+            Backend::Postgres { hot, .. } => {
+                let mut lease = hot.get().await?;
+                let rows = sqlx::query_as(SQL).bind(id).fetch_all(lease.conn()).await;
+                lease.finish(rows)?
+            }
+            Backend::Sqlite { reader, .. } => sqlx::query_as(SQL)
                 .bind(id)
-                // One row at most; fetch_all avoids sqlx's extra Sync after fetch_optional
-                // (see `Db::employee_seen_by`). This runs on every authenticated request.
-                .fetch_all(pool)
+                .fetch_all(reader)
                 .await
-                .map(|rows| rows.into_iter().next())
-        })?;
-        Ok(row.map(User::from))
+                .map_err(|e| self.outages.classify(e))?,
+        };
+        Ok(rows.into_iter().next().map(User::from))
     }
 
     /// The account and its password hash, for login.
-    pub async fn credentials(
-        &self,
-        username: &Username,
-    ) -> Result<Option<(User, String)>, sqlx::Error> {
+    pub async fn credentials(&self, username: &Username) -> Result<Option<(User, String)>, Error> {
         let row: Option<CredentialRow> = on_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT id, username, is_admin, password_hash FROM users WHERE username = $1",
@@ -91,7 +94,7 @@ impl Db {
     }
 
     /// Accounts ordered by id.
-    pub async fn list_users(&self, page: Page) -> Result<Vec<User>, sqlx::Error> {
+    pub async fn list_users(&self, page: Page) -> Result<Vec<User>, Error> {
         let rows: Vec<UserRow> = on_pool!(self, read, |pool| {
             sqlx::query_as(
                 "SELECT id, username, is_admin FROM users ORDER BY id LIMIT $1 OFFSET $2",
@@ -105,7 +108,7 @@ impl Db {
     }
 
     /// Whether any administrator exists.
-    pub async fn admin_exists(&self) -> Result<bool, sqlx::Error> {
+    pub async fn admin_exists(&self) -> Result<bool, Error> {
         on_pool!(self, write, |pool| {
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE is_admin)")
                 .fetch_one(pool)
@@ -113,12 +116,12 @@ impl Db {
         })
     }
 
-    /// Replaces a password hash; false when no such user.
+    /// Replaces a password hash ([`Error::NotFound`] when no such user).
     pub async fn set_password_hash(
         &self,
         username: &Username,
         password_hash: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<(), Error> {
         let done = on_pool!(self, write, |pool| {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
                 .bind(password_hash)
@@ -127,15 +130,15 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         })?;
-        Ok(done == 1)
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
     }
 
-    /// Grants or removes administrator rights; false when no such user.
-    pub async fn set_admin(
-        &self,
-        username: &Username,
-        is_admin: bool,
-    ) -> Result<bool, sqlx::Error> {
+    /// Grants or removes administrator rights ([`Error::NotFound`] when no such user).
+    pub async fn set_admin(&self, username: &Username, is_admin: bool) -> Result<(), Error> {
         let done = on_pool!(self, write, |pool| {
             sqlx::query("UPDATE users SET is_admin = $1 WHERE username = $2")
                 .bind(is_admin)
@@ -144,12 +147,16 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         })?;
-        Ok(done == 1)
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
     }
 
-    /// Deletes an account; false when no such user. Its tokens stop working at once, since
+    /// Deletes an account ([`Error::NotFound`] when no such user). Its tokens stop working at once, since
     /// every request re-reads the user.
-    pub async fn delete_user(&self, username: &Username) -> Result<bool, sqlx::Error> {
+    pub async fn delete_user(&self, username: &Username) -> Result<(), Error> {
         let done = on_pool!(self, write, |pool| {
             sqlx::query("DELETE FROM users WHERE username = $1")
                 .bind(username.as_str())
@@ -157,6 +164,10 @@ impl Db {
                 .await
                 .map(|done| done.rows_affected())
         })?;
-        Ok(done == 1)
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
     }
 }

@@ -7,8 +7,10 @@ use unicode_normalization::UnicodeNormalization;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::input::{Invalid, ObjectReader, bounded_text, json_str};
-use crate::error::{FieldError, LocPart};
+use super::{
+    input::{ObjectReader, bounded_text, json_str},
+    validation::{FieldError, Invalid, LocPart},
+};
 
 /// The largest employee number: 2^53-1, exact in every JSON client (JavaScript included).
 pub const MAX_EMP_ID: u64 = 9_007_199_254_740_991;
@@ -247,8 +249,35 @@ impl EmployeeChanges {
     }
 }
 
+/// What an import does with an `emp_id` that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Refuse the whole import (the default).
+    #[default]
+    Error,
+    /// Keep the stored row, ignore the imported one.
+    Skip,
+    /// Replace the stored row's fields (its `id` is kept).
+    Update,
+}
+
+impl OnConflict {
+    /// The names clients and the command line use, in declaration order.
+    pub const NAMES: [&'static str; 3] = ["error", "skip", "update"];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "error" => Some(OnConflict::Error),
+            "skip" => Some(OnConflict::Skip),
+            "update" => Some(OnConflict::Update),
+            _ => None,
+        }
+    }
+}
+
 /// A stored employee, as the API returns it (EmployeeRead).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = EmployeeRead, example = json!({
     "emp_id": 1001, "emp_name": "Ada Lovelace", "city": "London", "country": "United Kingdom",
     "emp_dob": "1985-12-10", "id": "5f0c1a9e-8d0b-4c59-9a53-3f6f3c1b2a10"

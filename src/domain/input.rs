@@ -3,23 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{FieldError, LocPart};
-
-/// Why a single value was rejected: the pydantic-style type and a message. Never the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub kind: &'static str,
-    pub msg: String,
-}
-
-impl Invalid {
-    pub fn new(kind: &'static str, msg: impl Into<String>) -> Self {
-        Self {
-            kind,
-            msg: msg.into(),
-        }
-    }
-}
+use super::validation::{FieldError, Invalid, LocPart};
 
 /// Walks one JSON object. Call [`ObjectReader::required`] / [`ObjectReader::optional`] for each
 /// known field, then [`ObjectReader::finish`], which also reports unknown fields.

@@ -4,9 +4,10 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use time::Date;
+use utoipa::{IntoParams, ToSchema};
 
 use super::employee::{Employee, fold};
-use crate::error::FieldError;
+use super::validation::FieldError;
 
 pub const MAX_OFFSET: u64 = 10_000_000;
 pub const MAX_LIMIT: u32 = 1000;
@@ -31,7 +32,7 @@ impl Default for Page {
 }
 
 /// A column the employee list can be sorted by. Ties are always broken by `emp_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {
     #[default]
@@ -70,7 +71,8 @@ impl SortKey {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     #[default]
@@ -256,73 +258,118 @@ fn parse_filter(field: &str, raw: &str) -> Result<Option<String>, FieldError> {
     Ok((!raw.is_empty()).then(|| fold(raw)))
 }
 
-/// Parses `offset` and `limit` only (as `GET /users/` takes); any other key is an error.
-pub fn parse_page(pairs: &[(String, String)]) -> Result<Page, Vec<FieldError>> {
-    let mut page = Page::default();
-    let mut errors = Vec::new();
-    for (key, value) in pairs {
-        let result = match key.as_str() {
-            "offset" => parse_int(key, value, 0, MAX_OFFSET).map(|v| page.offset = v),
-            "limit" => parse_int(key, value, 1, MAX_LIMIT).map(|v| page.limit = v),
-            _ => Err(unknown_parameter(key)),
-        };
-        if let Err(e) = result {
-            errors.push(e);
-        }
-    }
-    if errors.is_empty() {
-        Ok(page)
-    } else {
-        Err(errors)
-    }
+/// The offset-paging parameters as sent (`GET /users/`); [`Page::parse`] checks them.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Rows to skip.
+    #[param(value_type = u64, minimum = 0, maximum = 10000000, default = 0, required = false)]
+    pub offset: Option<String>,
+    /// Rows to return.
+    #[param(value_type = u32, minimum = 1, maximum = 1000, default = 100, required = false)]
+    pub limit: Option<String>,
 }
 
-fn unknown_parameter(key: &str) -> FieldError {
-    let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
-    query_error(&shown, "extra_forbidden", "Unknown query parameter")
-}
-
-impl EmployeeQuery {
-    /// Parses the query string of `GET /employees/` (and its export twin).
-    pub fn parse(pairs: &[(String, String)]) -> Result<Self, Vec<FieldError>> {
-        let mut q = EmployeeQuery::default();
+impl Page {
+    /// Checks `offset` (0..=MAX_OFFSET) and `limit` (1..=MAX_LIMIT), reporting both.
+    pub fn parse(params: &PageParams) -> Result<Self, Vec<FieldError>> {
+        let mut page = Page::default();
         let mut errors = Vec::new();
-        let mut cursor_token = None;
-        let mut explicit = Vec::new();
-        for (key, value) in pairs {
-            let result = match key.as_str() {
-                "offset" => parse_int(key, value, 0, MAX_OFFSET).map(|v| q.offset = v),
-                "limit" => parse_int(key, value, 1, MAX_LIMIT).map(|v| q.limit = v),
-                "sort_by" => SortKey::parse(value).map(|v| q.sort = v).ok_or_else(|| {
-                    query_error(
-                        key,
-                        "literal_error",
-                        "Input should be 'emp_id', 'emp_name', 'emp_dob', 'city' or 'country'",
-                    )
-                }),
-                "order" => Order::parse(value).map(|v| q.order = v).ok_or_else(|| {
-                    query_error(key, "literal_error", "Input should be 'asc' or 'desc'")
-                }),
-                "city" => parse_filter(key, value).map(|v| q.filters.city = v),
-                "country" => parse_filter(key, value).map(|v| q.filters.country = v),
-                "cursor" => {
-                    cursor_token = Some(value.as_str());
-                    Ok(())
-                }
-                _ => Err(unknown_parameter(key)),
-            };
-            match result {
-                Ok(()) if !matches!(key.as_str(), "limit" | "cursor") => {
-                    explicit.push(key.as_str())
-                }
-                Ok(()) => {}
+        if let Some(raw) = &params.offset {
+            match parse_int("offset", raw, 0, MAX_OFFSET) {
+                Ok(v) => page.offset = v,
                 Err(e) => errors.push(e),
             }
         }
-        if let Some(token) = cursor_token {
+        if let Some(raw) = &params.limit {
+            match parse_int("limit", raw, 1, MAX_LIMIT) {
+                Ok(v) => page.limit = v,
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(page)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The list's query parameters as sent (`GET /employees/`); [`EmployeeQuery::parse`] checks
+/// them.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Rows to skip (offset pagination). Not combinable with `cursor`.
+    #[param(value_type = u64, minimum = 0, maximum = 10000000, default = 0, required = false)]
+    pub offset: Option<String>,
+    /// Rows to return.
+    #[param(value_type = u32, minimum = 1, maximum = 1000, default = 100, required = false)]
+    pub limit: Option<String>,
+    /// Case-insensitive substring of the city (`%`, `_`, `\` match literally).
+    #[param(value_type = String, max_length = 100, required = false)]
+    pub city: Option<String>,
+    /// Case-insensitive substring of the country (`%`, `_`, `\` match literally).
+    #[param(value_type = String, max_length = 100, required = false)]
+    pub country: Option<String>,
+    /// Sort column (default `emp_id`); ties are broken by `emp_id`.
+    #[param(value_type = SortKey, inline, required = false)]
+    pub sort_by: Option<String>,
+    /// Sort direction (default `asc`).
+    #[param(value_type = Order, inline, required = false)]
+    pub order: Option<String>,
+    /// Opaque keyset cursor from a previous page's `Link: rel="next"`; carries the sort and
+    /// filters, so send it only with `limit`.
+    #[param(value_type = String, max_length = 1024, required = false)]
+    pub cursor: Option<String>,
+}
+
+impl EmployeeQuery {
+    /// Checks the list's parameters (also used by the export), reporting every bad one.
+    pub fn parse(params: &ListParams) -> Result<Self, Vec<FieldError>> {
+        let mut q = EmployeeQuery::default();
+        let mut errors = Vec::new();
+        let mut collect = |result: Result<(), FieldError>| {
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        };
+        if let Some(raw) = &params.offset {
+            collect(parse_int("offset", raw, 0, MAX_OFFSET).map(|v| q.offset = v));
+        }
+        if let Some(raw) = &params.limit {
+            collect(parse_int("limit", raw, 1, MAX_LIMIT).map(|v| q.limit = v));
+        }
+        if let Some(raw) = &params.sort_by {
+            collect(SortKey::parse(raw).map(|v| q.sort = v).ok_or_else(|| {
+                query_error(
+                    "sort_by",
+                    "literal_error",
+                    "Input should be 'emp_id', 'emp_name', 'emp_dob', 'city' or 'country'",
+                )
+            }));
+        }
+        if let Some(raw) = &params.order {
+            collect(Order::parse(raw).map(|v| q.order = v).ok_or_else(|| {
+                query_error("order", "literal_error", "Input should be 'asc' or 'desc'")
+            }));
+        }
+        if let Some(raw) = &params.city {
+            collect(parse_filter("city", raw).map(|v| q.filters.city = v));
+        }
+        if let Some(raw) = &params.country {
+            collect(parse_filter("country", raw).map(|v| q.filters.country = v));
+        }
+        if let Some(token) = &params.cursor {
+            // A cursor carries its own sort and filters: only `limit` may travel with it.
+            let explicit = params.offset.is_some()
+                || params.sort_by.is_some()
+                || params.order.is_some()
+                || params.city.is_some()
+                || params.country.is_some();
             match Cursor::decode(token) {
                 None => errors.push(query_error("cursor", "value_error", "Invalid cursor")),
-                Some(_) if !explicit.is_empty() => errors.push(query_error(
+                Some(_) if explicit => errors.push(query_error(
                     "cursor",
                     "value_error",
                     "A cursor carries its own sort and filters; send only cursor and limit",
@@ -347,15 +394,15 @@ impl EmployeeQuery {
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    /// The parameters as the query extractor builds them from `list`.
+    fn pairs(list: &[(&str, &str)]) -> ListParams {
+        let query = serde_urlencoded::to_string(list).unwrap();
+        serde_urlencoded::from_str(&query).unwrap()
     }
 
     #[test]
     fn defaults_are_offset_zero_limit_100_by_emp_id_ascending() {
-        let q = EmployeeQuery::parse(&[]).unwrap();
+        let q = EmployeeQuery::parse(&ListParams::default()).unwrap();
         assert_eq!(
             (q.offset, q.limit, q.sort, q.order),
             (0, 100, SortKey::EmpId, Order::Asc)
@@ -372,7 +419,6 @@ mod tests {
             ("offset", "x"),
             ("sort_by", "password_hash"),
             ("order", "up"),
-            ("colour", "red"),
         ] {
             assert!(EmployeeQuery::parse(&pairs(&[bad])).is_err(), "{bad:?}");
         }

@@ -7,3 +7,4 @@ pub mod listing;
 pub mod password;
 pub mod user;
 pub mod username;
+pub mod validation;

@@ -5,7 +5,7 @@ use std::{collections::HashSet, fmt, sync::LazyLock};
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::{input::Invalid, username::Username};
+use super::{username::Username, validation::Invalid};
 
 /// The longest password accepted anywhere, in Unicode code points after NFKC.
 pub const MAX_LEN: usize = 128;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::input::{Invalid, json_str};
+use super::{input::json_str, validation::Invalid};
 
 /// A valid username, always lower-case, so uniqueness is case-insensitive on every backend.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

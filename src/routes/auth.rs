@@ -11,17 +11,20 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::{AppState, add_rate_limit_headers},
+    app::AppState,
     domain::{
-        input::{Invalid, ObjectReader, json_str},
+        input::{ObjectReader, json_str},
         password::Password,
         user::User,
         username::Username,
+        validation::{FieldError, Invalid},
     },
-    error::{
-        ApiError, ErrorDetail, FieldError, FormPairs, JsonObject, OnConflict, ValidationErrorBody,
+    error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
+    extract::{
+        body::{FormPairs, JsonObject},
+        client::ClientIp,
     },
-    rate_limit::ClientIp,
+    openapi::{NotJson, PayloadTooLarge, TooManyRequests},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -77,16 +80,17 @@ pub struct Token {
     responses(
         (status = 201, description = "Account created", body = User),
         (status = 409, description = "Username taken (ignoring case)", body = ErrorDetail, example = json!({"detail": "Username already exists"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
-        (status = 415, description = "Not application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/json"})),
-        (status = 422, description = "Invalid input (e.g. common password, unknown field)", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
-        (status = 429, description = "Too many registrations from this address", body = ErrorDetail, example = json!({"detail": "Too many requests"})),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = NotJson),
+        (status = 422, description = "Invalid input (e.g. common password, unknown field)", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "password"], "msg": "Password is on the list of commonly used or breached passwords", "type": "password_too_common"}]})),
+        (status = 429, response = TooManyRequests),
     ))]
 async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     JsonObject(body): JsonObject,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<User>), ApiError> {
     let decision = state
         .limiters
         .registrations
@@ -95,12 +99,7 @@ async fn register(
     if !decision.allowed {
         tracing::warn!(event = "excess_rate_limit_exceeded", client_ip = %ip, limit = "registration", "registration refused");
         metrics::counter!("rate_limit_rejections_total", "limit" => "registration").increment(1);
-        let mut res = ApiError::TooManyRequests {
-            retry_after_secs: decision.retry_after_secs,
-        }
-        .into_response();
-        add_rate_limit_headers(&mut res, &decision, 3600);
-        return Ok(res);
+        return Err(ApiError::RateLimited(decision));
     }
     let (username, password) = parse_registration(&state, body)?;
     let hash = state.hasher.hash(&password).await?;
@@ -110,7 +109,7 @@ async fn register(
         .await
         .on_conflict("Username already exists")?;
     tracing::info!(event = "user_created", user_id = user.id, username = %user.username, client_ip = %ip, "account registered");
-    Ok((StatusCode::CREATED, Json(user)).into_response())
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 fn parse_registration(
@@ -146,11 +145,11 @@ fn parse_registration(
         (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = ErrorDetail,
             headers(("WWW-Authenticate" = String, description = "Bearer")),
             example = json!({"detail": "Incorrect username or password"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorDetail, example = json!({"detail": "Request body too large"})),
+        (status = 413, response = PayloadTooLarge),
         (status = 415, description = "Not form-encoded", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected application/x-www-form-urlencoded"})),
-        (status = 422, description = "Missing field, or password over 128 characters", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
-        (status = 429, description = "Throttled after failed attempts", body = ErrorDetail,
-            headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"detail": "Too many requests"})),
+        (status = 422, description = "Missing field, or password over 128 characters", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}]})),
+        (status = 429, response = TooManyRequests),
     ))]
 async fn login(
     State(state): State<AppState>,

@@ -54,20 +54,26 @@ pub struct Check {
 /// begun. When Redis is down the instance stays ready on local limits, reported as degraded.
 #[utoipa::path(get, path = "/readyz", tag = "Health",
     responses(
-        (status = 200, description = "Ready", example = json!({"status": "ok", "checks": {"database": {"status": "ok", "latency_ms": 0.4}}})),
+        (status = 200, description = "Ready", example = json!({"status": "ok", "checks": {"database": {"status": "ok", "latency_ms": 0.4,
+            "pools": {"general": {"open": 2, "idle": 2, "max": 8}, "hot_reads": {"open": 4, "idle": 3, "max": 8}}}}})),
         (status = 503, description = "Not ready", example = json!({"detail": "Service not ready", "status": "unavailable", "checks": {"database": {"status": "unavailable", "latency_ms": 2000.0}}})),
     ))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let started = Instant::now();
     let db_ok = state.db.ping(Duration::from_secs(2)).await;
     let mut checks = serde_json::Map::new();
-    checks.insert(
-        "database".into(),
-        json!(Check {
-            status: if db_ok { "ok" } else { "unavailable" },
-            latency_ms: ms(started)
-        }),
-    );
+    let mut database = json!(Check {
+        status: if db_ok { "ok" } else { "unavailable" },
+        latency_ms: ms(started)
+    });
+    database["pools"] = state
+        .db
+        .pool_usage()
+        .into_iter()
+        .map(|(name, usage)| (name.to_owned(), json!(usage)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    checks.insert("database".into(), database);
     if let Some(redis) = &state.redis {
         let started = Instant::now();
         let redis_ok = redis.ping().await;

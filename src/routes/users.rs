@@ -5,10 +5,16 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    auth::extract::{AdminUser, AuthUser},
-    domain::{listing::parse_page, user::User},
-    error::{ApiError, ErrorDetail, QueryPairs, ValidationErrorBody},
-    routes::employees::PageParams,
+    domain::{
+        listing::{Page, PageParams},
+        user::User,
+    },
+    error::{ApiError, ValidationErrorBody},
+    extract::{
+        auth::{AdminUser, AuthUser},
+        query::ApiQuery,
+    },
+    openapi::{Forbidden, Unauthorized},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,8 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("OAuth2PasswordBearer" = [])),
     responses(
         (status = 200, body = User),
-        (status = 401, description = "Missing, invalid or expired token, or deleted user", body = ErrorDetail,
-            headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
+        (status = 401, response = Unauthorized),
     ))]
 async fn me(AuthUser(user): AuthUser) -> Json<User> {
     Json(user)
@@ -35,16 +40,16 @@ async fn me(AuthUser(user): AuthUser) -> Json<User> {
     params(PageParams),
     responses(
         (status = 200, body = Vec<User>),
-        (status = 401, description = "Not authenticated", body = ErrorDetail, headers(("WWW-Authenticate" = String)), example = json!({"detail": "Not authenticated"})),
-        (status = 403, description = "Not an administrator", body = ErrorDetail,
-            example = json!({"detail": "The user does not have administrative privileges"})),
-        (status = 422, description = "Invalid offset/limit or unknown parameter", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, description = "Invalid offset/limit or unknown parameter", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
-    QueryPairs(query): QueryPairs,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    let page = parse_page(&query).map_err(ApiError::Validation)?;
+    let page = Page::parse(&params).map_err(ApiError::Validation)?;
     Ok(Json(state.db.list_users(page).await?))
 }

@@ -229,13 +229,11 @@ db_test!(
             app.get("/users/me", Some(&token)).await.status,
             StatusCode::OK
         );
-        assert!(
-            app.state
-                .db
-                .delete_user(&Username::parse("frank").unwrap())
-                .await
-                .unwrap()
-        );
+        app.state
+            .db
+            .delete_user(&Username::parse("frank").unwrap())
+            .await
+            .expect("frank existed");
         assert_eq!(
             app.get("/users/me", Some(&token)).await.status,
             StatusCode::UNAUTHORIZED

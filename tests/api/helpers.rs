@@ -18,9 +18,10 @@ use axum::{
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
 use employee_api::{
-    app::{AppState, build_router},
+    app::AppState,
     config::{Config, DatabaseUrl, Secret},
     db::Db,
+    router::build_router,
     server::ensure_admin,
 };
 use http_body_util::BodyExt;

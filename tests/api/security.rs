@@ -19,10 +19,12 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use employee_api::{
-    app::{AppState, BODY_LIMIT, build_router},
+    app::AppState,
     config::{Secret, ThrottleConfig},
     db::Db,
     domain::username::Username,
+    middleware::BODY_LIMIT,
+    router::build_router,
 };
 use http_body_util::BodyExt;
 use hyper::body::Frame;
@@ -1012,14 +1014,11 @@ mod api2_tokens {
             );
 
             let alice = Username::parse("alice").expect("valid username");
-            assert!(
-                app.state
-                    .db
-                    .delete_user(&alice)
-                    .await
-                    .expect("delete works"),
-                "alice existed"
-            );
+            app.state
+                .db
+                .delete_user(&alice)
+                .await
+                .expect("alice existed and is deleted");
             assert_invalid_token(
                 &app.get("/users/me", Some(&old_token)).await,
                 "deleted user",
@@ -1722,13 +1721,11 @@ mod api5_function_level_authorization {
             );
 
             let admin_name = Username::parse(ADMIN_USERNAME).expect("valid username");
-            assert!(
-                app.state
-                    .db
-                    .set_admin(&admin_name, false)
-                    .await
-                    .expect("demote works")
-            );
+            app.state
+                .db
+                .set_admin(&admin_name, false)
+                .await
+                .expect("demote works");
             assert_forbidden(
                 &app.get("/users/", Some(&admin)).await,
                 "demoted admin lists users",
@@ -1744,13 +1741,11 @@ mod api5_function_level_authorization {
             );
 
             let alice = Username::parse("alice").expect("valid username");
-            assert!(
-                app.state
-                    .db
-                    .set_admin(&alice, true)
-                    .await
-                    .expect("promote works")
-            );
+            app.state
+                .db
+                .set_admin(&alice, true)
+                .await
+                .expect("promote works");
             assert_eq!(
                 app.get("/users/", Some(&user)).await.status,
                 StatusCode::OK,

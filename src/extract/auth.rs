@@ -1,27 +1,22 @@
-//! Extractors that say who may call a handler: [`AuthUser`] (any valid token) and
-//! [`AdminUser`]. The user is re-read from the database on every request, so a deleted or
-//! demoted account loses access at once.
+//! Extractors that say who may call a handler: [`TokenSubject`] (a valid token, user not yet
+//! re-read), [`AuthUser`] (any current user) and [`AdminUser`]. The token itself is verified
+//! once per request, by the `authenticate` middleware, which leaves its verdict as an
+//! [`Authentication`] extension; the user is re-read from the database on every request, so a
+//! deleted or demoted account loses access at once.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 
 use crate::{app::AppState, domain::user::User, error::ApiError};
 
-/// A user id whose token signature and claims were already checked by the rate-limit layer,
-/// kept so the token is decoded once per request.
-#[derive(Debug, Clone, Copy)]
-pub struct VerifiedSubject(pub i64);
-
-/// The token from `Authorization: Bearer <token>`; `None` when no bearer credentials were sent.
-pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
-    let value = parts
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// What the request's credentials turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// No bearer credentials were sent.
+    Anonymous,
+    /// A bearer token was sent but is not acceptable (RFC 6750 `invalid_token`).
+    Invalid,
+    /// A token with a valid signature and claims, naming this user id.
+    Token { user_id: i64 },
 }
 
 /// The user id named by a valid token, NOT yet checked against the database. A handler that
@@ -30,22 +25,15 @@ pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone, Copy)]
 pub struct TokenSubject(pub i64);
 
-impl FromRequestParts<AppState> for TokenSubject {
+impl<S: Send + Sync> FromRequestParts<S> for TokenSubject {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(subject) = parts.extensions.get::<VerifiedSubject>() {
-            return Ok(TokenSubject(subject.0));
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication::Token { user_id }) => Ok(TokenSubject(*user_id)),
+            Some(Authentication::Invalid) => Err(ApiError::InvalidToken),
+            Some(Authentication::Anonymous) | None => Err(ApiError::NotAuthenticated),
         }
-        let token = bearer_token(&parts.headers).ok_or(ApiError::NotAuthenticated)?;
-        state
-            .tokens
-            .verify(token)
-            .map(TokenSubject)
-            .ok_or(ApiError::InvalidToken)
     }
 }
 

@@ -4,146 +4,70 @@
 //! channel, copying each value first (`sqlite3_value_dup`) and decoding it again on the async
 //! side. For a 100-row page that was nearly all of the request's CPU under `perf` (allocations
 //! and futex wake-ups, not SQLite). Here one blocking task runs the viewer check, the count
-//! and the page on one connection, inside one read transaction (so the total and the page
-//! are from the same snapshot), and writes each row straight into the JSON body from
-//! SQLite's own buffers.
-//!
-//! Everything else on SQLite (writes, point reads, exports) stays on the sqlx pools.
+//! and the page on one connection, inside one read transaction (so the total and the page are
+//! from the same snapshot), and writes each row straight into the JSON body from SQLite's own
+//! buffers.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use rusqlite::{Connection, types::ValueRef};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::employees::{Page, Param, prefer_places};
-use crate::domain::{
-    employee::Employee,
-    listing::{format_date, parse_date},
+use super::{ListPage, Param, Statement, prefer_places, sql};
+use crate::{
+    db::{Error, pool::SqlitePages},
+    domain::{
+        employee::Employee,
+        listing::{EmployeeQuery, format_date, parse_date},
+    },
 };
 
-/// Read-only connections, each used by one blocking task at a time.
-pub(super) struct SqlitePages {
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-    acquire_timeout: Duration,
-}
-
-impl std::fmt::Debug for SqlitePages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlitePages")
-            .field("available", &self.permits.available_permits())
-            .finish()
-    }
-}
-
-/// A statement and its parameters, named `$1`, `$2`, ... in the text.
-pub(super) struct Statement {
-    pub text: String,
-    pub params: Vec<Param>,
-}
+const DIALECT: sql::Dialect = sql::Dialect::Sqlite;
 
 /// What one page needs: the viewer check, the count and the rows.
-pub(super) struct PageQuery {
-    pub viewer: i64,
+struct PageQuery {
+    viewer: i64,
     /// The number of matching rows; present when reported or when it chooses the plan.
-    pub count: Option<Statement>,
+    count: Option<Statement>,
     /// Whether the count goes into the response (`X-Total-Count`).
-    pub report_total: bool,
+    report_total: bool,
     /// The page through the sort order's index (filters checked with `instr()` on the way).
-    pub rows: Statement,
+    rows: Statement,
     /// With filters: the page through the matching places, for when they hold few rows.
-    pub rows_by_place: Option<Statement>,
-    pub limit: usize,
+    rows_by_place: Option<Statement>,
+    limit: usize,
 }
 
-impl SqlitePages {
-    /// Opens `size` read-only connections to the database at `path` (which must exist).
-    pub fn open(path: &Path, size: usize, acquire_timeout: Duration) -> rusqlite::Result<Self> {
-        let mut idle = Vec::with_capacity(size);
-        for _ in 0..size {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            // No memory map here (unlike the sqlx readers): each connection's mapping counts in
-            // the process's resident memory once touched, and a deep OFFSET touches all of it
-            // (252 MB peak RSS over the benchmark with 16 MiB each). Pages go through SQLite's
-            // own 2 MiB cache per connection instead.
-            conn.pragma_update(None, "mmap_size", 0)?;
-            conn.set_prepared_statement_cache_capacity(256);
-            idle.push(conn);
-        }
-        Ok(Self {
-            idle: Mutex::new(idle),
-            permits: Arc::new(Semaphore::new(size)),
-            acquire_timeout,
-        })
-    }
-
-    /// Runs `query` on an idle connection; `None` when the viewer no longer exists.
-    pub async fn page(self: &Arc<Self>, query: PageQuery) -> Result<Option<Page>, sqlx::Error> {
-        // The permit moves into the blocking task and is released only after the connection
-        // is back, even when the request is dropped half-way (a client that hung up).
-        let permit = tokio::time::timeout(
-            self.acquire_timeout,
-            Arc::clone(&self.permits).acquire_owned(),
-        )
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?
-        .map_err(|_| sqlx::Error::PoolClosed)?;
-        let this = Arc::clone(self);
-        let result = tokio::task::spawn_blocking(move || {
-            let Some(conn) = this.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
-                return Err(rusqlite::Error::InvalidQuery);
-            };
-            let mut lease = Lease {
-                pages: &this,
-                conn: Some(conn),
-                _permit: permit,
-            };
-            read_page(lease.conn.as_mut().expect("set above"), &query)
-        })
-        .await
-        .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        result.map_err(to_sqlx)
-    }
-
-    /// Closes every idle connection and refuses new work (graceful shutdown).
-    pub fn close(&self) {
-        self.permits.close();
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
+/// Reads one page on a page-reader connection; `None` when the viewer no longer exists.
+pub(super) async fn page(
+    pages: &SqlitePages,
+    viewer: i64,
+    query: &EmployeeQuery,
+    with_total: bool,
+) -> Result<Option<ListPage>, Error> {
+    let filtered = !query.filters.is_empty();
+    // With filters the count also chooses how to find the rows, so it always runs.
+    let count = (with_total || filtered).then(|| {
+        let mut sql = Statement::default();
+        sql.text = format!("SELECT {}", DIALECT.count(&query.filters, &mut sql));
+        sql
+    });
+    let rows = |by_place| {
+        let mut sql = Statement::default();
+        sql.text = DIALECT.rows(query, i64::from(query.limit) + 1, by_place, &mut sql);
+        sql
+    };
+    let page = PageQuery {
+        viewer,
+        count,
+        report_total: with_total,
+        rows: rows(false),
+        rows_by_place: filtered.then(|| rows(true)),
+        limit: query.limit as usize,
+    };
+    pages.read(move |conn| Ok(read_page(conn, &page)?)).await
 }
 
-/// A connection taken from the idle list, and the permit that allowed it. Dropping it (also
-/// while unwinding from a panic) puts the connection back before the permit is released, so a
-/// permit always finds a connection.
-struct Lease<'p> {
-    pages: &'p SqlitePages,
-    conn: Option<Connection>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pages
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-        }
-    }
-}
-
-fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Option<Page>> {
+fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Option<ListPage>> {
     let tx = conn.transaction()?;
     let viewer_exists = tx
         .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
@@ -155,7 +79,7 @@ fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Optio
         Some(count) => Some(scalar(&tx, count)?),
         None => None,
     };
-    // A filter's count chooses how its rows are found (`employees::prefer_places`).
+    // A filter's count chooses how its rows are found (`prefer_places`).
     let rows = match (&query.rows_by_place, total) {
         (Some(by_place), Some(matches)) => {
             let all: i64 = tx
@@ -207,7 +131,7 @@ fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Optio
     // serde_json writes valid UTF-8.
     let body =
         String::from_utf8(body).map_err(|e| rusqlite::Error::Utf8Error(0, e.utf8_error()))?;
-    Ok(Some(Page {
+    Ok(Some(ListPage {
         body,
         next_after,
         total,
@@ -289,17 +213,5 @@ fn uuid(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
             "id".to_owned(),
             other.data_type(),
         )),
-    }
-}
-
-/// Busy, locked and I/O failures mean the database is unavailable right now (503); anything
-/// else is unexpected (500).
-pub(super) fn to_sqlx(err: rusqlite::Error) -> sqlx::Error {
-    use rusqlite::ErrorCode::*;
-    match err.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen | DiskFull) => {
-            sqlx::Error::Io(std::io::Error::other(err))
-        }
-        _ => sqlx::Error::Decode(Box::new(err)),
     }
 }

@@ -17,7 +17,8 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
-use crate::{config::ThrottleConfig, rate_limit::Decision};
+use super::Decision;
+use crate::config::ThrottleConfig;
 
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -41,13 +42,16 @@ local remaining = math.floor((interval * burst - (new_tat - now)) / interval)
 return {1, remaining, math.ceil((new_tat - now) / 1000), 0}
 ";
 
-/// Login attempt reservation. KEYS: account, ip. ARGV: account free/max, ip free/max.
-/// Returns 0 when the attempt may proceed (and is counted), else the seconds to wait.
+/// Login attempt reservation. KEYS: account, ip. ARGV: account free/max, ip free/max, the
+/// window and the backoff table in milliseconds (from `login::LoginThrottle`). The policy is `login::wait_after`:
+/// no wait below the free allowance, the table's entry for each failure past it (the last
+/// entry repeating), and the rest of the hour at the hourly cap. Returns 0 when the attempt may
+/// proceed (and is counted), else the seconds to wait.
 const LOGIN_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local WINDOW = 3600000
-local MAXWAIT = 900000
+local WINDOW = tonumber(ARGV[5])
+local steps = #ARGV - 5
 local function load(k)
   local v = redis.call('HMGET', k, 'c', 'w', 'l')
   local c = tonumber(v[1]) or 0
@@ -59,7 +63,7 @@ end
 local function wait(c, free, max, w)
   if c >= max then return w + WINDOW - now end
   if c < free then return 0 end
-  return math.min(1000 * 2 ^ math.min(c - free, 20), MAXWAIT)
+  return tonumber(ARGV[5 + math.min(c - free + 1, steps)])
 end
 local ac, aw, al = load(KEYS[1])
 local ic, iw, il = load(KEYS[2])
@@ -258,6 +262,7 @@ impl RedisStore {
         key: &str,
         burst: u32,
         refill_every: Duration,
+        window_secs: u64,
     ) -> Option<Decision> {
         let redis_key = format!("{}:{name}:{key}", self.inner.prefix);
         let interval_ms = refill_every.as_millis().max(1) as u64;
@@ -274,6 +279,7 @@ impl RedisStore {
             remaining: remaining as u32,
             reset_secs: reset,
             retry_after_secs: retry,
+            window_secs,
         })
     }
 
@@ -284,17 +290,19 @@ impl RedisStore {
         ip: IpAddr,
         account_cfg: ThrottleConfig,
         ip_cfg: ThrottleConfig,
+        window_and_backoff_ms: &[u64],
     ) -> Option<Result<(), u64>> {
         let keys = [
             self.login_key(account),
             format!("{}:login-ip:{ip}", self.inner.prefix),
         ];
-        let args = [
+        let mut args = vec![
             u64::from(account_cfg.free_failures),
             u64::from(account_cfg.max_failures_per_hour),
             u64::from(ip_cfg.free_failures),
             u64::from(ip_cfg.max_failures_per_hour),
         ];
+        args.extend_from_slice(window_and_backoff_ms);
         let wait: u64 = self.run(&self.inner.login, &keys, &args).await?;
         Some(if wait == 0 { Ok(()) } else { Err(wait) })
     }

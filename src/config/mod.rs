@@ -1,0 +1,253 @@
+//! Configuration: every setting of the contract, read once (flags, environment, `.env`, the
+//! config file; see [`settings`]), validated once into [`Config`]. A bad value stops start-up
+//! with one clear line naming the setting.
+
+pub mod secret;
+pub mod settings;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+pub use secret::{DatabaseUrl, Secret, mask_url_secrets};
+pub use settings::{LogFormat, Settings};
+
+use crate::domain::username::Username;
+
+/// The fewest database connections a process can work with: SQLite needs a writer, a reader
+/// and a list-page reader; PostgreSQL a general and a hot-read connection.
+pub const MIN_DB_CONNECTIONS: u32 = 3;
+
+/// Login throttling thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub free_failures: u32,
+    pub max_failures_per_hour: u32,
+}
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub bind_addr: SocketAddr,
+    /// `None` only with SQLite: the server then generates and keeps one beside the database.
+    pub jwt_secret: Option<Secret>,
+    pub jwt_algorithm: Algorithm,
+    pub token_ttl: Duration,
+    pub admin_username: Username,
+    pub admin_password: Option<Secret>,
+    pub password_min_length: usize,
+    pub rate_limit_per_minute: u32,
+    pub trusted_proxies: Vec<IpNet>,
+    pub redis_url: Option<Secret>,
+    pub cors_allowed_origins: Vec<String>,
+    pub login_account: ThrottleConfig,
+    pub login_ip: ThrottleConfig,
+    pub register_burst: u32,
+    pub register_per_hour: u32,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub hash_concurrency: usize,
+    pub db_max_connections: u32,
+    pub log_format: LogFormat,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A configuration error: one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// The minimum HMAC key length for `alg`: its hash output size (RFC 7518 §3.2).
+pub fn min_secret_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+fn read_secret_file(setting: &str, path: &PathBuf) -> Result<Secret, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Secret::new(text.trim_end_matches(['\r', '\n']))),
+        Err(e) => err(format!("{setting}: cannot read {}: {e}", path.display())),
+    }
+}
+
+fn secret_from(
+    name: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value.filter(|v| !v.is_empty()), file) {
+        (Some(_), Some(_)) => err(format!("{name} and {name}_FILE are both set; set only one")),
+        (Some(v), None) => Ok(Some(Secret::new(v))),
+        (None, Some(path)) => read_secret_file(&format!("{name}_FILE"), &path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+fn comma_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Validates raw settings.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let database_url = DatabaseUrl::parse(&s.database_url).map_err(ConfigError)?;
+        let Ok(bind_addr) = s.bind_addr.parse() else {
+            return err("BIND_ADDR: expected HOST:PORT with an IP address, e.g. 127.0.0.1:8000");
+        };
+        let jwt_algorithm = match s.jwt_algorithm.as_str() {
+            "HS256" => Algorithm::HS256,
+            "HS384" => Algorithm::HS384,
+            "HS512" => Algorithm::HS512,
+            _ => return err("JWT_ALGORITHM: only HS256, HS384 and HS512 are supported"),
+        };
+        let jwt_secret = secret_from("JWT_SECRET_KEY", s.jwt_secret_key, s.jwt_secret_key_file)?;
+        match &jwt_secret {
+            Some(secret) if secret.expose().len() < min_secret_len(jwt_algorithm) => {
+                return err(format!(
+                    "JWT_SECRET_KEY: must be at least {} bytes for {:?} (got {}); generate one with: openssl rand -hex 32",
+                    min_secret_len(jwt_algorithm),
+                    jwt_algorithm,
+                    secret.expose().len()
+                ));
+            }
+            _ => {}
+        }
+        if !(1..=1440).contains(&s.access_token_expire_minutes) {
+            return err("ACCESS_TOKEN_EXPIRE_MINUTES: must be between 1 and 1440");
+        }
+        let Ok(admin_username) = Username::parse(&s.admin_username) else {
+            return err("ADMIN_USERNAME: 3-64 characters of A-Z a-z 0-9 _ . -");
+        };
+        if !(8..=128).contains(&s.password_min_length) {
+            return err("PASSWORD_MIN_LENGTH: must be between 8 and 128");
+        }
+        let admin_password =
+            secret_from("ADMIN_PASSWORD", s.admin_password, s.admin_password_file)?;
+        let trusted_proxies = comma_list(&s.trusted_proxies)
+            .map(|item| {
+                item.parse::<IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "TRUSTED_PROXIES: {item:?} is not an IP address or CIDR"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cors_allowed_origins = comma_list(&s.cors_allowed_origins)
+            .map(|origin| {
+                let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.ends_with('/')
+                    && origin.parse::<axum::http::HeaderValue>().is_ok();
+                if valid {
+                    Ok(origin.to_owned())
+                } else {
+                    err(format!(
+                        "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://app.example.com (no '*', no 'null', no path)"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if s.login_free_failures == 0 || s.login_free_failures > s.login_max_failures_per_hour {
+            return err(
+                "LOGIN_FREE_FAILURES: must be at least 1 and at most LOGIN_MAX_FAILURES_PER_HOUR",
+            );
+        }
+        if s.login_ip_free_failures == 0
+            || s.login_ip_free_failures > s.login_ip_max_failures_per_hour
+        {
+            return err(
+                "LOGIN_IP_FREE_FAILURES: must be at least 1 and at most LOGIN_IP_MAX_FAILURES_PER_HOUR",
+            );
+        }
+        if s.register_burst == 0 || s.register_per_hour == 0 {
+            return err("REGISTER_BURST / REGISTER_PER_HOUR: must be at least 1");
+        }
+        if s.request_timeout_seconds == 0 {
+            return err("REQUEST_TIMEOUT_SECONDS: must be at least 1");
+        }
+        if s.max_concurrent_requests == 0 {
+            return err("MAX_CONCURRENT_REQUESTS: must be at least 1");
+        }
+        if s.db_max_connections < MIN_DB_CONNECTIONS {
+            return err(format!(
+                "DB_MAX_CONNECTIONS: must be at least {MIN_DB_CONNECTIONS}"
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hash_concurrency = s.hash_concurrency.unwrap_or(cores);
+        if hash_concurrency == 0 {
+            return err("HASH_CONCURRENCY: must be at least 1");
+        }
+        let metrics_addr = match s.metrics_addr.as_deref().filter(|v| !v.is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|_| ConfigError("METRICS_ADDR: expected HOST:PORT".into()))?,
+            ),
+        };
+        Ok(Config {
+            database_url,
+            bind_addr,
+            jwt_secret,
+            jwt_algorithm,
+            token_ttl: Duration::from_secs(s.access_token_expire_minutes * 60),
+            admin_username,
+            admin_password,
+            password_min_length: s.password_min_length,
+            rate_limit_per_minute: s.rate_limit_per_minute,
+            trusted_proxies,
+            redis_url: s.redis_url.filter(|v| !v.is_empty()).map(Secret::new),
+            cors_allowed_origins,
+            login_account: ThrottleConfig {
+                free_failures: s.login_free_failures,
+                max_failures_per_hour: s.login_max_failures_per_hour,
+            },
+            login_ip: ThrottleConfig {
+                free_failures: s.login_ip_free_failures,
+                max_failures_per_hour: s.login_ip_max_failures_per_hour,
+            },
+            register_burst: s.register_burst,
+            register_per_hour: s.register_per_hour,
+            request_timeout: Duration::from_secs(s.request_timeout_seconds),
+            max_concurrent_requests: s.max_concurrent_requests,
+            hash_concurrency,
+            db_max_connections: s.db_max_connections,
+            log_format: s.log_format,
+            metrics_addr,
+        })
+    }
+
+    /// The configuration with every default, for `database_url`; never reads the process
+    /// environment (tests and tools).
+    pub fn defaults_for(database_url: DatabaseUrl) -> Self {
+        let mut config = Config::from_settings(Settings::defaults())
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"));
+        config.database_url = database_url;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        let defaults = Settings::defaults();
+        assert_eq!(defaults.bind_addr, "127.0.0.1:8000");
+        assert_eq!(defaults.database_url, "sqlite://data/employees.db");
+        assert!(defaults.jwt_secret_key.is_none() && defaults.admin_password.is_none());
+        let config = Config::defaults_for(DatabaseUrl::parse("sqlite://x/y.db").unwrap());
+        assert_eq!(config.rate_limit_per_minute, 300);
+    }
+}

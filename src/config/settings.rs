@@ -1,0 +1,173 @@
+//! The raw settings as the command line, the environment, `.env` and the config file give
+//! them (clap: a flag with an environment fallback each), before [`super::Config`] validates
+//! them.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The raw settings, as flags with environment fallbacks (clap), before validation.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// sqlite://PATH (embedded default) or postgres://USER:PASSWORD@HOST/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/employees.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        global = true,
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8000"
+    )]
+    pub bind_addr: String,
+    /// HMAC secret for access tokens (at least 32/48/64 bytes for HS256/384/512).
+    #[arg(long, global = true, env = "JWT_SECRET_KEY", hide_env_values = true)]
+    pub jwt_secret_key: Option<String>,
+    /// File holding the HMAC secret (alternative to JWT_SECRET_KEY).
+    #[arg(long, global = true, env = "JWT_SECRET_KEY_FILE")]
+    pub jwt_secret_key_file: Option<PathBuf>,
+    /// HS256, HS384 or HS512.
+    #[arg(long, global = true, env = "JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+    /// Access-token lifetime in minutes (1..=1440).
+    #[arg(
+        long,
+        global = true,
+        env = "ACCESS_TOKEN_EXPIRE_MINUTES",
+        default_value_t = 30
+    )]
+    pub access_token_expire_minutes: u64,
+    /// Name of the administrator created at start when none exists.
+    #[arg(long, global = true, env = "ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+    /// Password for that administrator; generated and printed once when unset.
+    #[arg(long, global = true, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// File holding the administrator password (alternative to ADMIN_PASSWORD).
+    #[arg(long, global = true, env = "ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Minimum password length in characters (8..=128).
+    #[arg(long, global = true, env = "PASSWORD_MIN_LENGTH", default_value_t = 15)]
+    pub password_min_length: usize,
+    /// Requests per minute per client (user id, else IP); 0 disables.
+    #[arg(
+        long,
+        global = true,
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 300
+    )]
+    pub rate_limit_per_minute: u32,
+    /// Proxies whose X-Forwarded-For is believed: comma-separated addresses or CIDRs.
+    #[arg(long, global = true, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Redis URL for limits shared by several instances (optional).
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Comma-separated origins allowed by CORS (off when empty).
+    #[arg(long, global = true, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
+    /// Failed logins per account per hour before the account is locked for the rest of it.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGIN_MAX_FAILURES_PER_HOUR",
+        default_value_t = 100
+    )]
+    pub login_max_failures_per_hour: u32,
+    /// Failed logins per account allowed before waits start (then 1 s, 2 s, 4 s, ...).
+    #[arg(long, global = true, env = "LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// Failed logins per client IP per hour.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGIN_IP_MAX_FAILURES_PER_HOUR",
+        default_value_t = 300
+    )]
+    pub login_ip_max_failures_per_hour: u32,
+    /// Failed logins per client IP allowed before waits start.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGIN_IP_FREE_FAILURES",
+        default_value_t = 20
+    )]
+    pub login_ip_free_failures: u32,
+    /// Registrations per client IP: burst size.
+    #[arg(long, global = true, env = "REGISTER_BURST", default_value_t = 5)]
+    pub register_burst: u32,
+    /// Registrations per client IP: sustained rate per hour.
+    #[arg(long, global = true, env = "REGISTER_PER_HOUR", default_value_t = 20)]
+    pub register_per_hour: u32,
+    /// Seconds a request may take in total before it is answered 408 and dropped.
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub request_timeout_seconds: u64,
+    /// Requests served at once; more get a fast 503 with Retry-After.
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
+    pub max_concurrent_requests: usize,
+    /// Password hashes computed at once (each holds 19 MiB); default: CPU cores.
+    #[arg(long, global = true, env = "HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+    /// Database connections this process opens in all (at least 3). PostgreSQL: half for hot
+    /// reads, half for everything else. SQLite: one writer, up to 4 point readers and one
+    /// list-page reader per CPU core (at most 4).
+    #[arg(long, global = true, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// pretty or json.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics on this separate address (off when unset).
+    #[arg(long, global = true, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl Settings {
+    /// Every setting at its default, whatever the process environment holds (tests and tools
+    /// build configurations from this, so they never read the real environment).
+    pub fn defaults() -> Self {
+        let command = SettingsParser::command()
+            .mut_args(|arg| arg.env(None))
+            .no_binary_name(true);
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<&str>())
+            .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"));
+        SettingsParser::from_arg_matches(&matches)
+            .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
+            .settings
+    }
+}
+
+/// Parses only the settings (used for the defaults).
+#[derive(clap::Parser)]
+struct SettingsParser {
+    #[command(flatten)]
+    settings: Settings,
+}

@@ -1,0 +1,147 @@
+//! The storage error: what a caller can act on, whichever driver (sqlx, rusqlite, the pool)
+//! reported it. Deciding "unavailable" versus "bug" happens here, once.
+
+use std::{borrow::Cow, fmt};
+
+/// A failed storage operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot serve right now (unreachable, shutting down or starting up, pool
+    /// exhausted, disk full or read-only, busy): worth retrying later. The text is for logs.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint refused the write (a taken `emp_id` or username).
+    #[error("unique constraint violated")]
+    Conflict,
+    /// The row the operation names does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Anything else: a bug or an unexpected state. The text is for logs, never for clients.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// An unexpected failure described by `context` and its cause.
+    pub fn other(context: &str, cause: impl fmt::Display) -> Self {
+        Error::Other(format!("{context}: {cause}"))
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "the server cannot serve now" rather than "your statement is
+/// wrong": class 08 (connection exception), 57P01-57P03 (administrator or crash shutdown,
+/// cannot connect now: a restart), 53300 (too many connections).
+fn postgres_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// SQLite primary result codes that mean "cannot serve now": BUSY, LOCKED, READONLY, IOERR,
+/// CORRUPT is not one of them (that is a bug or damage), FULL, CANTOPEN.
+fn sqlite_unavailable(primary: i32) -> bool {
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const READONLY: i32 = 8;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
+    matches!(primary, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or(Cow::Borrowed(""));
+                let unavailable = if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    postgres_unavailable(&code)
+                } else {
+                    code.parse::<i32>()
+                        .is_ok_and(|extended| sqlite_unavailable(extended & 0xff))
+                };
+                if unavailable {
+                    Error::Unavailable(err.to_string())
+                } else {
+                    Error::Other(err.to_string())
+                }
+            }
+            _ => Error::Other(err.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        /// SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE.
+        const UNIQUE: [i32; 2] = [1555, 2067];
+        match &err {
+            rusqlite::Error::SqliteFailure(e, _) if UNIQUE.contains(&e.extended_code) => {
+                Error::Conflict
+            }
+            rusqlite::Error::SqliteFailure(e, _) if sqlite_unavailable(e.extended_code & 0xff) => {
+                Error::Unavailable(err.to_string())
+            }
+            _ => Error::Other(err.to_string()),
+        }
+    }
+}
+
+impl<E: fmt::Display> From<deadpool::managed::PoolError<E>> for Error {
+    fn from(err: deadpool::managed::PoolError<E>) -> Self {
+        use deadpool::managed::PoolError;
+        match err {
+            // A connection that cannot be opened, like one that cannot be lent in time, is an
+            // unavailable database.
+            PoolError::Timeout(_) | PoolError::Closed | PoolError::Backend(_) => {
+                Error::Unavailable(err.to_string())
+            }
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                Error::Other(err.to_string())
+            }
+        }
+    }
+}
+
+impl From<deadpool::unmanaged::PoolError> for Error {
+    fn from(err: deadpool::unmanaged::PoolError) -> Self {
+        Error::Unavailable(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_restart_codes_are_unavailable_and_syntax_errors_are_not() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08001", "53300"] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        for code in ["42601", "23505", "22001", "57014"] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_full_busy_and_read_only_are_unavailable() {
+        for primary in [5, 8, 10, 13] {
+            assert!(sqlite_unavailable(primary), "{primary}");
+        }
+        // SQLITE_ERROR (1), SQLITE_CORRUPT (11), SQLITE_CONSTRAINT (19): not "try later".
+        for primary in [1, 11, 19] {
+            assert!(!sqlite_unavailable(primary), "{primary}");
+        }
+    }
+}

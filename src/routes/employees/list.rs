@@ -1,0 +1,85 @@
+//! The employee list: filters, sort, offset or keyset pages, and the exact total.
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, HeaderValue, header},
+    response::Response,
+};
+
+use crate::{
+    app::AppState,
+    domain::employee::Employee,
+    domain::listing::{Cursor, EmployeeQuery, ListParams},
+    error::{ApiError, ValidationErrorBody},
+    extract::{auth::TokenSubject, query::ApiQuery},
+    openapi::Unauthorized,
+};
+
+/// List employees: filter, sort, and page by offset or keyset cursor.
+///
+/// `X-Total-Count` gives the number of matching rows (skip it with `Prefer: count=none`).
+/// `Link: <...>; rel="next"` gives the URL of the next page whenever there is one.
+#[utoipa::path(get, path = "/employees/", tag = "Employees",
+    security(("OAuth2PasswordBearer" = [])),
+    params(
+        ListParams,
+        ("Prefer" = Option<String>, Header, description = "`count=none` omits X-Total-Count"),
+    ),
+    responses(
+        (status = 200, body = Vec<Employee>, headers(
+            ("X-Total-Count" = i64, description = "Rows matching the filters"),
+            ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"))),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody,
+            example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
+    ))]
+pub(super) async fn list_employees(
+    State(state): State<AppState>,
+    TokenSubject(viewer): TokenSubject,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let query = EmployeeQuery::parse(&params).map_err(ApiError::Validation)?;
+    let with_total = !prefers_no_count(&headers);
+    // One query checks that the viewer still exists, counts, and writes the page.
+    let page = state
+        .db
+        .list_page(viewer, &query, with_total)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    tracing::Span::current().record("user_id", viewer);
+
+    let mut res = Response::new(Body::from(page.body));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    match page.total {
+        Some(total) => h.insert("x-total-count", HeaderValue::from(total)),
+        None => h.insert("preference-applied", HeaderValue::from_static("count=none")),
+    };
+    if let Some(last) = page.next_after {
+        let cursor = Cursor::after(&last, query.sort, query.order, &query.filters);
+        let link = format!(
+            "</employees/?cursor={}&limit={}>; rel=\"next\"",
+            cursor.encode(),
+            query.limit
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            h.insert(header::LINK, value);
+        }
+    }
+    Ok(res)
+}
+
+/// True when the client sent `Prefer: count=none` (RFC 7240).
+fn prefers_no_count(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("count=none"))
+}

@@ -1,0 +1,138 @@
+//! What a first start creates: the token secret (SQLite only, when none is configured) and
+//! the administrator (when none exists).
+
+use std::path::{Path, PathBuf};
+
+use super::{StartupError, fail};
+use crate::{
+    app::AppState,
+    config::{Config, DatabaseUrl, Secret},
+    db,
+    domain::password::Password,
+};
+
+/// The JWT secret: the configured one, or (SQLite only) one generated once and kept in a
+/// 0600 file beside the database so tokens survive restarts.
+pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let DatabaseUrl::Sqlite { path } = &config.database_url else {
+        return Err(StartupError(
+            "JWT_SECRET_KEY: required with PostgreSQL".into(),
+        ));
+    };
+    let file = secret_file_for(path);
+    if let Ok(existing) = std::fs::read_to_string(&file) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= crate::config::min_secret_len(config.jwt_algorithm) {
+            return Ok(Secret::new(existing));
+        }
+        return Err(StartupError(format!(
+            "{}: too short for {:?}; delete it to regenerate",
+            file.display(),
+            config.jwt_algorithm
+        )));
+    }
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private_file(&file, &hex)
+        .map_err(|e| fail(&format!("cannot write {}", file.display()), e))?;
+    tracing::warn!(
+        file = %file.display(),
+        "JWT_SECRET_KEY is not set: generated a random secret and saved it beside the database (set JWT_SECRET_KEY to manage it yourself)"
+    );
+    Ok(Secret::new(hex))
+}
+
+/// `data/employees.db` -> `data/employees.db.jwt-secret`.
+pub fn secret_file_for(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".jwt-secret");
+    PathBuf::from(name)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Creates the administrator when none exists. Without ADMIN_PASSWORD a random password is
+/// generated and printed once.
+pub async fn ensure_admin(state: &AppState) -> Result<(), StartupError> {
+    let db = &state.db;
+    if db
+        .admin_exists()
+        .await
+        .map_err(|e| fail("checking for an administrator", e))?
+    {
+        return Ok(());
+    }
+    let config = &state.config;
+    let username = &config.admin_username;
+    let (password, generated) = match &config.admin_password {
+        Some(secret) => {
+            let password = state
+                .policy
+                .check(secret.expose(), Some(username))
+                .map_err(|e| StartupError(format!("ADMIN_PASSWORD: {}", e.msg)))?;
+            (password, false)
+        }
+        None => (generate_password(), true),
+    };
+    let hash = state
+        .hasher
+        .hash(&password)
+        .await
+        .map_err(|e| fail("hashing the admin password", e))?;
+    match db.insert_user(username, &hash, true).await {
+        Ok(_) => {}
+        Err(db::Error::Conflict) => {
+            // Another instance may have just created it; a plain user of that name is refused.
+            if db
+                .admin_exists()
+                .await
+                .map_err(|e| fail("checking for an administrator", e))?
+            {
+                return Ok(());
+            }
+            return Err(StartupError(format!(
+                "ADMIN_USERNAME: a non-admin user named {username:?} already exists; choose another name or promote it with `employee-api user promote {username}`"
+            )));
+        }
+        Err(e) => return Err(fail("creating the administrator", e)),
+    }
+    if generated {
+        // Printed, not logged: it must appear once on the console and never in log storage.
+        println!(
+            "\n  Created administrator \"{username}\" with generated password: {}\n  It is shown only now. Change it with `employee-api user set-password {username}`.\n",
+            password.expose()
+        );
+    } else {
+        tracing::info!(event = "user_created", username = %username, "administrator created from ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// 24 characters from a 62-letter alphabet: about 143 bits.
+pub fn generate_password() -> Password {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut raw = [0u8; 24];
+    rand::fill(&mut raw);
+    let text: String = raw
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    Password::for_login(&text)
+        .unwrap_or_else(|_| unreachable!("24 ASCII characters are a valid password"))
+}
