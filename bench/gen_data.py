@@ -1,42 +1,32 @@
 #!/usr/bin/env python3
-"""Deterministic, realistic employee data for the benchmark suite, and fast bulk loads.
+"""Deterministic, realistic employee rows for the benchmark suite. It only generates rows:
+loading them is the product's job (`employee-api employees import`, driven by bench.py).
 
-Every row is a pure function of (seed, first emp_id of the batch, position), so the same
+Every row is a pure function of (seed, first emp_id of the block, position), so the same
 command always produces the same rows:
 
 - emp_id: start .. start+count-1 (the base set is 1..N)
-- id: a version-4 UUID drawn from the seeded RNG
-- emp_name: "<first> <last>" from ~200 first and ~200 last names (some non-ASCII)
-- (city, country): Zipf-like over ~300 pairs (rank r has weight 1/(r+2)); the top city
-  ("London") holds about 7% of the rows, the least common about 0.07%. Five rare pairs
+- emp_name: "<first> <last>" from ~200 first and ~300 last names (some non-ASCII)
+- (city, country): Zipf-like over ~320 pairs (rank r has weight 1/(r+2)); the top city
+  ("London") holds about 6.8% of the rows, the least common about 0.06%. Five rare pairs
   are placed deterministically at emp_id % 100000 in {4242, 24242, 44242, 64242, 84242}:
   exactly N/100000 rows each (10 in 1,000,000). RARE_CITY ("Ittoqqortoormiit") is the
   one the rare-filter scenario searches.
 - emp_dob: uniform over 1950-01-01 .. 2006-12-31
-- city_folded / country_folded: Python's str.lower() of city / country (for this data
-  identical to Rust's str::to_lowercase, which the server uses).
+- id (peer format only): a version-4 UUID drawn from the seeded RNG. Our server assigns its
+  own `id` on import, so the import format has none; the bits are drawn in both formats so
+  that a given emp_id has the same name, place and date in both.
 
 Usage:
-  gen_data.py csv   --n N [--start S] [--count C] [--columns rust|peer|api]   # CSV to stdout (api: the import format)
-  gen_data.py stats --n N                                                  # distribution
-  gen_data.py load  --backend sqlite   --target PATH        --n N [--start S --count C]
-  gen_data.py load  --backend postgres --target postgres://... --n N [--start S --count C]
-  gen_data.py load  --backend peer     --target postgres://... --n N [--truncate]
+  gen_data.py csv   --n N [--start S --count C] [--format import|peer] [--output FILE]
+  gen_data.py stats --n N [--seed SEED]
 
-`load` of the base set (no --start) first deletes rows with emp_id > N (left over from the
-write scenarios of an earlier run), then skips the load if the table already holds exactly
-emp_id 1..N of this dataset. If the table holds anything else it refuses with exit code 3
-(run.sh then recreates the database), unless --truncate is given (allowed only for the peer's
-plain table, which has no triggers that a TRUNCATE would bypass).
-`--start S --count C` appends the rows S..S+C-1 (a block for the PATCH/DELETE scenarios),
-through the table's triggers and indexes, as the live server would see them.
-
-The base load into an empty table takes a bulk path: PostgreSQL drops the secondary indexes,
-COPYs with FREEZE and rebuilds them, in one transaction; SQLite drops the triggers and
-secondary indexes, inserts with executemany, recreates them, rebuilds the FTS5 index and sets
-the row counter (only when every trigger is of those kinds; else it inserts row by row).
-
-The schema must already exist (`employee-api migrate`, or the peer app's create_all).
+`csv --format import` (the default) writes the import format of `employee-api employees
+import`: RFC 4180 with CRLF line ends and the header emp_id,emp_name,city,country,emp_dob.
+`--format peer` writes id,emp_id,emp_name,city,country,emp_dob without a header, for a
+PostgreSQL COPY into the original FastAPI service's own table. Without --start/--count the
+rows are the base set 1..N; `--start S --count C` gives the block S..S+C-1 (the rows the
+PATCH/DELETE scenarios work on).
 """
 
 from __future__ import annotations
@@ -47,15 +37,18 @@ import datetime as dt
 import io
 import os
 import random
-import re
-import sqlite3
-import subprocess
 import sys
 import time
 import uuid
 
 DEFAULT_SEED = 20261127
 BATCH = 20_000
+# Bump when a change here changes the rows a given (N, seed) produces: bench.py keeps an
+# imported dataset only while its recorded version, N and seed match.
+DATASET_VERSION = 1
+
+IMPORT_HEADER = ("emp_id", "emp_name", "city", "country", "emp_dob")
+PEER_COLUMNS = ("id", "emp_id", "emp_name", "city", "country", "emp_dob")
 
 FIRST_NAMES = """
 James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard
@@ -441,11 +434,20 @@ RARE = [
 RARE_CITY = RARE[0][0]
 RARE_RESIDUES = {4242 + 20000 * k: k for k in range(len(RARE))}
 
+# Rare pairs, placed at fixed emp_id residues (see module doc). RARE_CITY is searched by
+# the rare-filter scenario; none of the common cities contains it as a substring.
+RARE = [
+    ("Ittoqqortoormiit", "Greenland"),
+    ("Longyearbyen", "Svalbard"),
+    ("Adamstown", "Pitcairn Islands"),
+    ("Edinburgh of the Seven Seas", "Tristan da Cunha"),
+    ("Ny-Ålesund", "Svalbard"),
+]
+RARE_CITY = RARE[0][0]
+RARE_RESIDUES = {4242 + 20000 * k: k for k in range(len(RARE))}
+
 DOB_FIRST = dt.date(1950, 1, 1)
 DOB_LAST = dt.date(2006, 12, 31)
-
-RUST_COLUMNS = ("emp_id", "id", "emp_name", "city", "country", "emp_dob", "city_folded", "country_folded")
-PEER_COLUMNS = ("id", "emp_id", "emp_name", "city", "country", "emp_dob")
 
 
 def _pairs():
@@ -455,10 +457,6 @@ def _pairs():
 
 
 PAIRS = _pairs()
-# (city, country, city_folded, country_folded); identical to the server's to_lowercase for
-# these strings (no İ, no Greek capital sigma, nothing whose lowering differs by language).
-PAIRS_F = [(c, k, c.lower(), k.lower()) for c, k in PAIRS]
-RARE_F = [(c, k, c.lower(), k.lower()) for c, k in RARE]
 _cum = []
 _acc = 0.0
 for _r in range(1, len(PAIRS) + 1):
@@ -469,7 +467,10 @@ DAYS = [(DOB_FIRST + dt.timedelta(days=d)).isoformat() for d in range((DOB_LAST 
 
 
 def rows(start: int, count: int, seed: int = DEFAULT_SEED):
-    """Yield batches (lists) of tuples (emp_id, uuid.UUID, name, city, country, dob, city_f, country_f)."""
+    """Yield batches (lists) of tuples (emp_id, uuid.UUID, emp_name, city, country, emp_dob).
+
+    The draws are exactly those of the generator's earlier versions (which also produced
+    folded columns for a loader of their own), so the rows are unchanged."""
     rng = random.Random(f"employee-bench:{seed}:{start}")
     emp_id = start
     end = start + count
@@ -477,7 +478,7 @@ def rows(start: int, count: int, seed: int = DEFAULT_SEED):
         k = min(BATCH, end - emp_id)
         firsts = rng.choices(FIRST_NAMES, k=k)
         lasts = rng.choices(LAST_NAMES, k=k)
-        places = rng.choices(PAIRS_F, cum_weights=CUM_WEIGHTS, k=k)
+        places = rng.choices(PAIRS, cum_weights=CUM_WEIGHTS, k=k)
         dobs = rng.choices(DAYS, k=k)
         getrandbits = rng.getrandbits
         batch = []
@@ -486,222 +487,47 @@ def rows(start: int, count: int, seed: int = DEFAULT_SEED):
             place = places[i]
             r = RARE_RESIDUES.get(eid % 100_000)
             if r is not None:
-                place = RARE_F[r]
+                place = RARE[r]
             u = uuid.UUID(int=getrandbits(128), version=4)
-            batch.append((eid, u, firsts[i] + " " + lasts[i], place[0], place[1], dobs[i], place[2], place[3]))
+            batch.append((eid, u, firsts[i] + " " + lasts[i], place[0], place[1], dobs[i]))
         yield batch
         emp_id += k
 
 
-def write_csv(out, start: int, count: int, seed: int, columns: str) -> None:
-    w = csv.writer(out, lineterminator="\n")
-    if columns == "api":
-        # The import format of `employee-api employees import` (header row included).
-        w.writerow(("emp_id", "emp_name", "city", "country", "emp_dob"))
-    for batch in rows(start, count, seed):
-        if columns == "api":
+def write_csv(out, start: int, count: int, seed: int = DEFAULT_SEED, fmt: str = "import") -> None:
+    """Write rows start..start+count-1 to the text stream `out` (opened with newline="")."""
+    if fmt == "import":
+        w = csv.writer(out, lineterminator="\r\n")
+        w.writerow(IMPORT_HEADER)
+        for batch in rows(start, count, seed):
             w.writerows((r[0], r[2], r[3], r[4], r[5]) for r in batch)
-        elif columns == "peer":
+    elif fmt == "peer":
+        w = csv.writer(out, lineterminator="\n")
+        for batch in rows(start, count, seed):
             w.writerows((str(r[1]), r[0], r[2], r[3], r[4], r[5]) for r in batch)
-        else:
-            w.writerows((r[0], str(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in batch)
-
-
-def first_row(n: int, seed: int):
-    """Row 1 of the n-row base set (the RNG draws per batch, so generate a whole first batch)."""
-    return next(rows(1, n, seed))[0]
-
-
-# ---------------------------------------------------------------- PostgreSQL (psql)
-
-def psql(url: str, sql: str) -> str:
-    out = subprocess.run(
-        ["psql", url, "-X", "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql],
-        check=True, capture_output=True, text=True,
-    )
-    return out.stdout.strip()
-
-
-def pg_copy(url: str, table: str, columns, start: int, count: int, seed: int, peer: bool,
-            bulk: bool = False) -> None:
-    """COPY the rows into `table` through psql. With bulk=True (the table must be empty and
-    unused) everything runs in one transaction that drops the table's secondary indexes (those
-    not backing a constraint), COPYs with FREEZE, then rebuilds the indexes from their own
-    definitions: a sorted index build is several times faster than 1M index inserts."""
-    cmds = []
-    if bulk:
-        # indexname (quoted, schema-qualified) and its full definition, for non-constraint indexes
-        q = (f"SELECT i.indexrelid::regclass::text || chr(9) || pg_get_indexdef(i.indexrelid) FROM pg_index i "
-             f"WHERE i.indrelid = '{table}'::regclass AND NOT EXISTS "
-             f"(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1")
-        indexes = [line.split("\t", 1) for line in psql(url, q).splitlines() if line]
-        cmds += ["SET maintenance_work_mem = '512MB'", f"TRUNCATE {table}"]
-        cmds += [f"DROP INDEX {name}" for name, _ in indexes]
-        copy_opts = "FORMAT csv, FREEZE"
     else:
-        indexes = []
-        copy_opts = "FORMAT csv"
-    cmds.append(f"\\copy {table} ({', '.join(columns)}) FROM pstdin WITH ({copy_opts})")
-    cmds += [definition for _, definition in indexes]
-    cmd = ["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
-    for c in cmds:
-        cmd += ["-c", c]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    out = io.TextIOWrapper(proc.stdin, encoding="utf-8", newline="", write_through=False)
-    try:
-        write_csv(out, start, count, seed, "peer" if peer else "rust")
-        out.close()
-    except BrokenPipeError:
-        pass
-    if proc.wait() != 0:
-        sys.exit(f"gen_data: psql \\copy into {table} failed")
+        raise ValueError(f"unknown format {fmt!r}")
 
 
-def load_postgres(args, table: str, peer: bool) -> None:
-    url = args.target
-    cols = PEER_COLUMNS if peer else RUST_COLUMNS
-    if args.start is not None:
-        t0 = time.monotonic()
-        pg_copy(url, table, cols, args.start, args.count, args.seed, peer)
-        report(args.count, time.monotonic() - t0, f"{table} block {args.start}..{args.start + args.count - 1}")
-        return
-    n = args.n
-    deleted = psql(url, f"WITH d AS (DELETE FROM {table} WHERE emp_id > {n} RETURNING 1) SELECT count(*) FROM d")
-    if deleted != "0":
-        print(f"gen_data: removed {deleted} rows with emp_id > {n} left by an earlier run", file=sys.stderr)
-    have = int(psql(url, f"SELECT count(*) FROM {table}"))
-    if have:
-        fr = first_row(n, args.seed)
-        same = psql(url, f"SELECT count(*) FROM {table} WHERE emp_id = 1 AND id = '{fr[1]}' "
-                         f"AND (SELECT max(emp_id) FROM {table}) = {n}")
-        if have == n and same == "1":
-            print(f"gen_data: {table} already holds the {n} rows of this dataset: load skipped", file=sys.stderr)
-            print("LOAD_SKIPPED")
-            return
-        if not args.truncate:
-            print(f"gen_data: {table} holds {have} other rows; refusing to load (recreate the database "
-                  "or pass --truncate)", file=sys.stderr)
-            sys.exit(3)
-        psql(url, f"TRUNCATE {table}")
-    t0 = time.monotonic()
-    pg_copy(url, table, cols, 1, n, args.seed, peer, bulk=True)
-    elapsed = time.monotonic() - t0
-    report(n, elapsed, f"{table} COPY FREEZE + index build")
-    t1 = time.monotonic()
-    psql(url, f"VACUUM (ANALYZE) {table}")
-    print(f"gen_data: VACUUM ANALYZE {table}: {time.monotonic() - t1:.1f} s", file=sys.stderr)
+def write_csv_file(path: str, start: int, count: int, seed: int = DEFAULT_SEED, fmt: str = "import") -> None:
+    """write_csv into a file, atomically (a partial file never has the final name)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        write_csv(f, start, count, seed, fmt)
+    os.replace(tmp, path)
 
 
-# ---------------------------------------------------------------- SQLite (python sqlite3)
-
-SQLITE_INSERT = f"INSERT INTO employees ({', '.join(RUST_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-def sqlite_insert(con, start: int, count: int, seed: int) -> None:
-    for batch in rows(start, count, seed):
-        con.executemany(SQLITE_INSERT, [(r[0], r[1].bytes, r[2], r[3], r[4], r[5], r[6], r[7]) for r in batch])
+def sample_ids(n: int):
+    """A few emp_ids of the base set 1..n whose rows are cheap to regenerate (all in the first
+    batch) and that include a rare place: enough to tell one (N, seed, version) from another."""
+    return [i for i in (1, 2, 3, 999, 4242, 12345, BATCH) if i <= n]
 
 
-def sqlite_bulk_plan(con):
-    """The fast path for an empty table: drop the employees triggers and secondary indexes,
-    insert, recreate them from their own SQL, then redo what the triggers would have done.
-    Only taken when every trigger is one whose effect can be redone in bulk: maintaining an
-    external-content FTS5 table over employees ('rebuild'), the employee_count row (set to
-    count(*)) or the per-place counts in employee_places (recomputed with GROUP BY). Returns
-    None (use the plain per-row path) otherwise."""
-    trig = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'employees'").fetchall()
-    idx = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'employees' "
-                      "AND sql IS NOT NULL").fetchall()
-    fts = [name for (name, sql) in con.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
-        if re.search(r"content\s*=\s*'?\"?employees\b", sql or "", re.I)]
-    has_count = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'employee_count'").fetchone()
-    has_places = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'employee_places'").fetchone()
-    redoable = set(fts) | ({"employee_count"} if has_count else set()) | ({"employee_places"} if has_places else set())
-    for name, sql in trig:
-        body = sql.split(" BEGIN", 1)[-1]
-        targets = set(re.findall(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", body, re.I))
-        if not targets or not targets <= redoable:
-            print(f"gen_data: trigger {name} has an effect the bulk path cannot redo: per-row load", file=sys.stderr)
-            return None
-    return trig, idx, fts, bool(has_count), bool(has_places)
-
-
-def load_sqlite(args) -> None:
-    if not os.path.exists(args.target):
-        sys.exit(f"gen_data: {args.target} does not exist: run `employee-api migrate` first")
-    con = sqlite3.connect(args.target, isolation_level=None, timeout=60)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")      # this connection only: the load is repeatable
-    con.execute("PRAGMA cache_size=-524288")   # 512 MiB page cache for the index inserts
-    con.execute("PRAGMA temp_store=MEMORY")
-
-    if args.start is not None:  # a block appended to a live table: the triggers must fire per row
-        t0 = time.monotonic()
-        con.execute("BEGIN IMMEDIATE")
-        sqlite_insert(con, args.start, args.count, args.seed)
-        con.execute("COMMIT")
-        report(args.count, time.monotonic() - t0, f"employees block {args.start}..{args.start + args.count - 1}")
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return
-    n = args.n
-    con.execute("BEGIN IMMEDIATE")
-    deleted = con.execute("DELETE FROM employees WHERE emp_id > ?", (n,)).rowcount
-    con.execute("COMMIT")
-    if deleted:
-        print(f"gen_data: removed {deleted} rows with emp_id > {n} left by an earlier run", file=sys.stderr)
-    have = con.execute("SELECT count(*) FROM employees").fetchone()[0]
-    if have:
-        fr = first_row(n, args.seed)
-        same = con.execute(
-            "SELECT count(*) FROM employees WHERE emp_id = 1 AND id = ? AND (SELECT max(emp_id) FROM employees) = ?",
-            (fr[1].bytes, n)).fetchone()[0]
-        if have == n and same == 1:
-            print(f"gen_data: employees already holds the {n} rows of this dataset: load skipped", file=sys.stderr)
-            print("LOAD_SKIPPED")
-            return
-        print(f"gen_data: employees holds {have} other rows; refusing to load (delete the file)", file=sys.stderr)
-        sys.exit(3)
-    t0 = time.monotonic()
-    plan = sqlite_bulk_plan(con)
-    con.execute("BEGIN IMMEDIATE")
-    if plan is None:
-        sqlite_insert(con, 1, n, args.seed)
-        how = "executemany (per-row triggers)"
-    else:
-        trig, idx, fts, has_count, has_places = plan
-        for name, _ in trig:
-            con.execute(f'DROP TRIGGER "{name}"')
-        for name, _ in idx:
-            con.execute(f'DROP INDEX "{name}"')
-        sqlite_insert(con, 1, n, args.seed)
-        for _, sql in idx:
-            con.execute(sql)
-        for _, sql in trig:
-            con.execute(sql)
-        for name in fts:
-            con.execute(f"INSERT INTO \"{name}\" (\"{name}\") VALUES ('rebuild')")
-        if has_count:
-            con.execute("UPDATE employee_count SET n = (SELECT count(*) FROM employees)")
-        if has_places:
-            con.execute("DELETE FROM employee_places")
-            con.execute("INSERT INTO employee_places (city_folded, country_folded, n) "
-                        "SELECT city_folded, country_folded, count(*) FROM employees GROUP BY 1, 2")
-        how = "executemany, indexes/FTS built after"
-    con.execute("COMMIT")
-    elapsed = time.monotonic() - t0
-    report(n, elapsed, f"employees {how}")
-    t1 = time.monotonic()
-    con.execute("ANALYZE")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    print(f"gen_data: ANALYZE + checkpoint: {time.monotonic() - t1:.1f} s", file=sys.stderr)
-    con.close()
-
-
-def report(n: int, seconds: float, what: str) -> None:
-    rate = n / seconds if seconds > 0 else float("inf")
-    print(f"gen_data: {what}: {n} rows in {seconds:.1f} s = {rate:,.0f} rows/s", file=sys.stderr)
-    print(f"LOAD_RATE {rate:.0f} {n} {seconds:.2f}")
+def sample_rows(n: int, seed: int = DEFAULT_SEED):
+    """{emp_id: (emp_name, city, country, emp_dob)} for sample_ids(n), as the base set has them."""
+    want = set(sample_ids(n))
+    first = next(rows(1, n, seed))
+    return {r[0]: (r[2], r[3], r[4], r[5]) for r in first if r[0] in want}
 
 
 def stats(n: int, seed: int) -> None:
@@ -718,40 +544,38 @@ def stats(n: int, seed: int) -> None:
     for c, _ in RARE:
         print(f"  {c:30s} {cities[c]:8d}  (rare)")
     least = min((k, c) for c, k in cities.items() if c not in dict(RARE))
-    print(f"  least common non-rare: {least[1]} {least[0]}")
+    print(f"  least common non-rare: {least[1]} {least[0]} ({100 * least[0] / n:.3f}%)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["csv", "load", "stats"])
-    ap.add_argument("--n", type=int, default=int(os.environ.get("N", 1_000_000)))
-    ap.add_argument("--start", type=int, help="append the block start..start+count-1 instead of the base set")
+    ap.add_argument("command", choices=["csv", "stats"])
+    ap.add_argument("--n", type=int, default=int(os.environ.get("N", 1_000_000)),
+                    help="rows in the base set (default: $N or 1000000)")
+    ap.add_argument("--start", type=int, help="first emp_id of a block (with --count) instead of the base set")
     ap.add_argument("--count", type=int)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--columns", choices=["rust", "peer", "api"], default="rust")
-    ap.add_argument("--backend", choices=["sqlite", "postgres", "peer"])
-    ap.add_argument("--target", help="SQLite file path, or a postgres:// URL")
-    ap.add_argument("--truncate", action="store_true", help="peer only: TRUNCATE a table holding other rows")
+    ap.add_argument("--format", choices=["import", "peer"], default="import",
+                    help="import: employee-api's CSV import format (default); peer: the original service's COPY rows")
+    ap.add_argument("--output", "-o", help="write to this file instead of standard output")
     args = ap.parse_args()
-    if args.start is not None and args.count is None:
-        ap.error("--start needs --count")
-    if args.command == "csv":
-        start = args.start if args.start is not None else 1
-        count = args.count if args.count is not None else args.n
-        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-        write_csv(out, start, count, args.seed, args.columns)
-        out.flush()
-    elif args.command == "stats":
+    if (args.start is None) != (args.count is None):
+        ap.error("--start and --count go together")
+    if args.command == "stats":
         stats(args.n, args.seed)
-    else:
-        if not args.backend or not args.target:
-            ap.error("load needs --backend and --target")
-        if args.truncate and args.backend != "peer":
-            ap.error("--truncate is only for the peer's table")
-        if args.backend == "sqlite":
-            load_sqlite(args)
-        else:
-            load_postgres(args, "employee" if args.backend == "peer" else "employees", args.backend == "peer")
+        return
+    start = args.start if args.start is not None else 1
+    count = args.count if args.count is not None else args.n
+    if args.output:
+        write_csv_file(args.output, start, count, args.seed, args.format)
+        return
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        write_csv(out, start, count, args.seed, args.format)
+        out.flush()
+    except BrokenPipeError:  # e.g. `| head`
+        sys.stderr.close()
+        sys.exit(0)
 
 
 if __name__ == "__main__":

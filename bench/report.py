@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Turn one bench/run.sh run (results.tsv + meta.txt + the pgbench figures) into markdown.
+"""The markdown report of one benchmark run: bench.py calls render() at the end of a run.
+
+It also re-renders a finished run from its raw files (bench/data/logs/<time>/):
 
     report.py --tsv results.tsv --meta meta.txt --pgbench TPS [TPS ...]
 
-results.tsv columns (no header): backend scenario conns rps p50_ms p90_ms p99_ms max_ms
-requests non2xx socket_errors timeouts rss_mb cpu_us_per_req note
+results.tsv columns (no header; COLS below): backend scenario conns rps p50_ms p90_ms p99_ms
+max_ms requests non2xx socket_errors timeouts rss_mb cpu_us_per_req note
 meta.txt: "key<TAB>value" lines.
 """
 
@@ -52,21 +54,19 @@ def load(path):
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tsv", required=True)
-    ap.add_argument("--meta", required=True)
-    ap.add_argument("--pgbench", nargs="*", default=[])
-    args = ap.parse_args()
-
-    rows = load(args.tsv)
+def load_meta(path):
     meta = {}
-    with open(args.meta, encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             if "\t" in line:
                 k, v = line.rstrip("\n").split("\t", 1)
                 meta[k] = v
-    tps = [t for t in (num(x) for x in args.pgbench) if t]
+    return meta
+
+
+def render(rows, meta, pgbench) -> str:
+    """rows: dicts keyed by COLS; meta: {key: value}; pgbench: the tps figures (before, after)."""
+    tps = [t for t in (num(x) for x in pgbench) if t]
     ref = sum(tps) / len(tps) if tps else None
 
     out = []
@@ -178,7 +178,16 @@ def main() -> None:
     w("Ratios to pgbench compare each API figure with what PostgreSQL itself serves on this machine "
       "at the same concurrency (a primary-key SELECT per transaction, no HTTP, no JSON, no auth). "
       "non-2xx counts responses with status >= 400; sock err = connect/read/write errors + timeouts.")
-    sys.stdout.write("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tsv", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--pgbench", nargs="*", default=[])
+    args = ap.parse_args()
+    sys.stdout.write(render(load(args.tsv), load_meta(args.meta), args.pgbench))
 
 
 if __name__ == "__main__":
