@@ -66,7 +66,9 @@ pub async fn run(
     let listener = TcpListener::bind(bind_addr)
         .await
         .map_err(|e| fail(&format!("cannot listen on {bind_addr}"), e))?;
-    tracing::info!(address = %bind_addr, database = %state.config.database_url, "serving on http://{bind_addr} (docs at /docs)");
+    // The address actually bound: with port 0 the system picks one, and tests read it here.
+    let address = listener.local_addr().unwrap_or(bind_addr);
+    tracing::info!(%address, database = %state.config.database_url, "serving on http://{address} (docs at /docs)");
     let db = state.db.clone();
     serve(listener, state, shutdown).await;
     db.close().await;
