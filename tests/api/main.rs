@@ -12,5 +12,6 @@ mod employees;
 mod health;
 mod listing;
 mod openapi;
+mod pools;
 mod security;
 mod transfer;
