@@ -48,6 +48,13 @@ pub struct Config {
     pub register_per_hour: u32,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// 0: no per-client cap.
+    pub max_in_flight_per_client: usize,
+    /// `None`: sized from the file-descriptor limit at start-up.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: usize,
+    pub ipv6_prefix_length: u8,
+    pub max_offset: u64,
     pub hash_concurrency: usize,
     pub db_max_connections: u32,
     pub log_format: LogFormat,
@@ -178,6 +185,21 @@ impl Config {
         if s.max_concurrent_requests == 0 {
             return err("MAX_CONCURRENT_REQUESTS: must be at least 1");
         }
+        if s.max_connections == Some(0) {
+            return err("MAX_CONNECTIONS: must be at least 1");
+        }
+        if s.max_connections_per_ip == 0 {
+            return err("MAX_CONNECTIONS_PER_IP: must be at least 1");
+        }
+        if !(1..=128).contains(&s.ipv6_prefix_length) {
+            return err("IPV6_PREFIX_LENGTH: must be between 1 and 128");
+        }
+        if s.max_offset > crate::domain::listing::OFFSET_CEILING {
+            return err(format!(
+                "MAX_OFFSET: must be at most {}",
+                crate::domain::listing::OFFSET_CEILING
+            ));
+        }
         if s.db_max_connections < MIN_DB_CONNECTIONS {
             return err(format!(
                 "DB_MAX_CONNECTIONS: must be at least {MIN_DB_CONNECTIONS}"
@@ -220,6 +242,11 @@ impl Config {
             register_per_hour: s.register_per_hour,
             request_timeout: Duration::from_secs(s.request_timeout_seconds),
             max_concurrent_requests: s.max_concurrent_requests,
+            max_in_flight_per_client: s.max_in_flight_per_client,
+            max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+            ipv6_prefix_length: s.ipv6_prefix_length,
+            max_offset: s.max_offset,
             hash_concurrency,
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,

@@ -127,6 +127,33 @@ pub struct Settings {
         default_value_t = 512
     )]
     pub max_concurrent_requests: usize,
+    /// Requests one client may have in flight at once (its user id, or its address; always
+    /// its address on /auth/*); more get 429. 0 disables.
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_IN_FLIGHT_PER_CLIENT",
+        default_value_t = 64
+    )]
+    pub max_in_flight_per_client: usize,
+    /// Open connections in all; more are closed at once. Default: what the file-descriptor
+    /// limit allows, minus room for database connections and files.
+    #[arg(long, global = true, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections per client address (per /IPV6_PREFIX_LENGTH network for IPv6).
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub max_connections_per_ip: usize,
+    /// IPv6 clients are counted per network of this prefix length in every budget (1..=128).
+    #[arg(long, global = true, env = "IPV6_PREFIX_LENGTH", default_value_t = 64)]
+    pub ipv6_prefix_length: u8,
+    /// The largest `offset` of a list page; deeper pages are reached by the `Link` cursor.
+    #[arg(long, global = true, env = "MAX_OFFSET", default_value_t = 10_000)]
+    pub max_offset: u64,
     /// Password hashes computed at once (each holds 19 MiB); default: CPU cores.
     #[arg(long, global = true, env = "HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,

@@ -9,7 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::employee::{Employee, fold};
 use super::validation::FieldError;
 
-pub const MAX_OFFSET: u64 = 10_000_000;
+/// The deepest offset any configuration allows (`MAX_OFFSET` is at most this).
+pub const OFFSET_CEILING: u64 = 10_000_000;
 pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_FILTER_LEN: usize = 100;
@@ -271,12 +272,12 @@ pub struct PageParams {
 }
 
 impl Page {
-    /// Checks `offset` (0..=MAX_OFFSET) and `limit` (1..=MAX_LIMIT), reporting both.
+    /// Checks `offset` (0..=OFFSET_CEILING) and `limit` (1..=MAX_LIMIT), reporting both.
     pub fn parse(params: &PageParams) -> Result<Self, Vec<FieldError>> {
         let mut page = Page::default();
         let mut errors = Vec::new();
         if let Some(raw) = &params.offset {
-            match parse_int("offset", raw, 0, MAX_OFFSET) {
+            match parse_int("offset", raw, 0, OFFSET_CEILING) {
                 Ok(v) => page.offset = v,
                 Err(e) => errors.push(e),
             }
@@ -335,7 +336,7 @@ impl EmployeeQuery {
             }
         };
         if let Some(raw) = &params.offset {
-            collect(parse_int("offset", raw, 0, MAX_OFFSET).map(|v| q.offset = v));
+            collect(parse_int("offset", raw, 0, OFFSET_CEILING).map(|v| q.offset = v));
         }
         if let Some(raw) = &params.limit {
             collect(parse_int("limit", raw, 1, MAX_LIMIT).map(|v| q.limit = v));

@@ -1,6 +1,7 @@
 //! Domain types. Each constrained value is a newtype with a private field and a fallible
 //! constructor: raw input is parsed once, at the edge, and nothing past that re-checks it.
 
+pub mod client;
 pub mod employee;
 pub mod input;
 pub mod listing;
