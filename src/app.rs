@@ -1,16 +1,19 @@
 //! The application state every handler and middleware reads: storage, keys, limiters and the
 //! validated configuration. The router that serves it is in [`crate::router`].
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
 };
 
 use crate::{
     auth::{self, password::PasswordHasher, token::TokenKeys},
     config::{Config, Secret},
     db::Db,
-    domain::password::PasswordPolicy,
+    domain::{listing::CursorKey, password::PasswordPolicy},
     rate_limit::{Limiters, redis::RedisStore},
 };
 
@@ -34,11 +37,15 @@ pub struct SharedState {
     pub tokens: TokenKeys,
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
+    /// Signs the list's keyset cursors (derived from the token secret).
+    pub cursor_key: CursorKey,
     pub limiters: Arc<Limiters>,
     pub redis: Option<RedisStore>,
     pub config: Config,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop sending traffic.
     shutting_down: AtomicBool,
+    /// The last round of `/readyz` checks: when, whether the database answered, the report.
+    pub readiness: tokio::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
 }
 
 /// Why the state could not be built.
@@ -72,10 +79,12 @@ impl AppState {
             ),
             hasher: PasswordHasher::new(config.hash_concurrency)?,
             policy: PasswordPolicy::new(config.password_min_length),
+            cursor_key: CursorKey::derive(secret.expose().as_bytes()),
             limiters,
             redis,
             config,
             shutting_down: AtomicBool::new(false),
+            readiness: tokio::sync::Mutex::new(None),
         })))
     }
 

@@ -11,7 +11,11 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{auth, db, domain::validation::FieldError, rate_limit::Decision};
+use crate::{
+    auth, db,
+    domain::validation::{FieldError, summarize},
+    rate_limit::Decision,
+};
 
 /// The body of every error except 422.
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,6 +56,9 @@ pub enum ApiError {
     ConflictDetail(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request (or its body) did not arrive in time.
+    #[error("request timed out")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType(&'static str),
     /// Throttled (login attempts): retry after this many seconds.
@@ -90,6 +97,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -110,6 +118,7 @@ impl ApiError {
             ApiError::NotFound(msg) | ApiError::Conflict(msg) => msg,
             ApiError::ConflictDetail(msg) => msg,
             ApiError::PayloadTooLarge => "Request body too large",
+            ApiError::RequestTimeout => "Request timed out",
             ApiError::UnsupportedMediaType(msg) => msg,
             ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => "Too many requests",
             ApiError::Unavailable { .. } => "Service temporarily unavailable",
@@ -123,18 +132,14 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = match &self {
             ApiError::Validation(errors) => {
+                // At most MAX_SHOWN_ERRORS entries, in the body and in the log line alike.
+                let errors = summarize(errors.clone(), 0);
                 tracing::info!(
                     event = "input_validation_fail",
                     fields = ?errors.iter().map(|e| &e.loc).collect::<Vec<_>>(),
                     "request rejected by validation"
                 );
-                (
-                    status,
-                    Json(ValidationErrorBody {
-                        detail: errors.clone(),
-                    }),
-                )
-                    .into_response()
+                (status, Json(ValidationErrorBody { detail: errors })).into_response()
             }
             other => {
                 if let ApiError::Internal(cause) = other {
@@ -205,6 +210,12 @@ impl From<db::Error> for ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::Unavailable {
                     retry_after_secs: 5,
+                }
+            }
+            db::Error::TimedOut(cause) => {
+                tracing::warn!(%cause, "database statement cancelled");
+                ApiError::Unavailable {
+                    retry_after_secs: 1,
                 }
             }
             other => ApiError::internal("database", other),

@@ -2,7 +2,7 @@
 //!
 //! Modules, from the bottom up (a module uses only those above it in this list, never one
 //! below; ARCHITECTURE.md draws the map):
-//! `domain` → `config`, `telemetry` → `db`, `auth`, `rate_limit` → `transfer` → `app` →
+//! `domain` → `config`, `files`, `telemetry` → `db`, `auth`, `rate_limit` → `transfer` → `app` →
 //! `error` → `extract`, `openapi` → `middleware`, `routes` → `router` → `server` → `cli`.
 
 /// Domain types that parse input once, and validation errors.
@@ -10,6 +10,8 @@ pub mod domain;
 
 /// Settings from flags, environment, `.env` and the config file, validated once.
 pub mod config;
+/// Owner-only files for secrets and personal data, written atomically.
+pub mod files;
 /// Logging set-up and Prometheus metrics.
 pub mod telemetry;
 

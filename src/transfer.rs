@@ -220,8 +220,32 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell as exported: one `'` in front when the text would start a formula, so a
+/// spreadsheet shows it as text. Text that already starts with quotes before such a character
+/// gets one more, so [`restore_cell`] gives every value back exactly.
+pub fn neutralize_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.trim_start_matches('\'').starts_with(FORMULA_STARTS) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
+/// The inverse of [`neutralize_cell`], applied to imported text cells: exactly one leading `'`
+/// is removed when what follows is quotes and then a formula character.
+pub fn restore_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.trim_start_matches('\'').starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
+}
+
 /// Turns one CSV record into the JSON object the API would have received: `emp_id` as a
-/// number when it is one (so the same rules and messages apply), every other field a string.
+/// number when it is one (so the same rules and messages apply), every other field a string
+/// (with the export's formula guard taken off; see [`restore_cell`]).
 pub fn csv_record_to_fields(headers: &[String], record: &csv::StringRecord) -> Map<String, Value> {
     let mut fields = Map::new();
     for (name, value) in headers.iter().zip(record.iter()) {
@@ -232,7 +256,7 @@ pub fn csv_record_to_fields(headers: &[String], record: &csv::StringRecord) -> M
                 _ => Value::from(value),
             }
         } else {
-            Value::from(value)
+            Value::from(restore_cell(value))
         };
         fields.insert(name.clone(), value);
     }
@@ -301,7 +325,8 @@ impl ExportFormat {
         }
     }
 
-    /// Appends `rows` in this format to `out`.
+    /// Appends `rows` in this format to `out`. CSV text cells that would start a spreadsheet
+    /// formula are written with a leading `'` ([`neutralize_cell`]); NDJSON is written as is.
     pub fn write_rows(self, rows: &[Employee], out: &mut Vec<u8>) {
         match self {
             ExportFormat::Csv => {
@@ -312,9 +337,9 @@ impl ExportFormat {
                     let dob = crate::domain::listing::format_date(e.emp_dob);
                     let _ = writer.write_record([
                         e.emp_id.to_string().as_str(),
-                        &e.emp_name,
-                        &e.city,
-                        &e.country,
+                        &neutralize_cell(&e.emp_name),
+                        &neutralize_cell(&e.city),
+                        &neutralize_cell(&e.country),
                         &dob,
                     ]);
                 }
@@ -352,4 +377,26 @@ pub async fn export_page(
         _ => None,
     };
     Ok((rows, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_that_start_a_formula_are_exported_as_text_and_imported_back_exactly() {
+        for (stored, exported) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+London", "'+London"),
+            ("-5", "'-5"),
+            ("@UK", "'@UK"),
+            ("'=already quoted", "''=already quoted"),
+            ("O'Brien", "O'Brien"),
+            ("'quoted", "'quoted"),
+            ("Zürich", "Zürich"),
+        ] {
+            assert_eq!(neutralize_cell(stored), exported, "{stored}");
+            assert_eq!(restore_cell(exported), stored, "{exported}");
+        }
+    }
 }

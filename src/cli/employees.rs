@@ -12,7 +12,7 @@ use crate::{
     db::Db,
     domain::{
         employee::OnConflict,
-        listing::{EmployeeQuery, ListParams},
+        listing::{CursorKey, EmployeeQuery, ListParams},
         validation::LocPart,
     },
     server,
@@ -44,7 +44,9 @@ pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(
                 country,
                 ..ListParams::default()
             };
-            let mut query = EmployeeQuery::parse(&params).map_err(|errors| {
+            // The export takes no cursor, so no key is ever used to check one.
+            let no_cursors = CursorKey::derive(&[]);
+            let mut query = EmployeeQuery::parse(&params, 0, &no_cursors).map_err(|errors| {
                 failure(
                     errors
                         .iter()

@@ -10,6 +10,10 @@ pub enum Error {
     /// exhausted, disk full or read-only, busy): worth retrying later. The text is for logs.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The statement was cancelled for running too long (PostgreSQL's `statement_timeout`) or
+    /// interrupted because its request went away (SQLite). Not an outage.
+    #[error("statement cancelled: {0}")]
+    TimedOut(String),
     /// A unique constraint refused the write (a taken `emp_id` or username).
     #[error("unique constraint violated")]
     Conflict,
@@ -38,6 +42,9 @@ impl Error {
 fn postgres_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
+
+/// SQLite's result code for a statement stopped by `sqlite3_interrupt`.
+const SQLITE_INTERRUPT: i32 = 9;
 
 /// SQLite primary result codes that mean "cannot serve now": BUSY, LOCKED, READONLY, IOERR,
 /// CORRUPT is not one of them (that is a bug or damage), FULL, CANTOPEN.
@@ -89,6 +96,9 @@ impl From<rusqlite::Error> for Error {
         match &err {
             rusqlite::Error::SqliteFailure(e, _) if UNIQUE.contains(&e.extended_code) => {
                 Error::Conflict
+            }
+            rusqlite::Error::SqliteFailure(e, _) if e.extended_code & 0xff == SQLITE_INTERRUPT => {
+                Error::TimedOut(err.to_string())
             }
             rusqlite::Error::SqliteFailure(e, _) if sqlite_unavailable(e.extended_code & 0xff) => {
                 Error::Unavailable(err.to_string())

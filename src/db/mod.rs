@@ -16,7 +16,7 @@ pub mod users;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
+    Connection, PgConnection, PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -24,7 +24,10 @@ use sqlx::{
 pub use error::Error;
 pub use pool::PoolUsage;
 
-use crate::config::{DatabaseUrl, MIN_DB_CONNECTIONS};
+use crate::{
+    config::{DatabaseUrl, MIN_DB_CONNECTIONS},
+    files,
+};
 use pool::{ACQUIRE_TIMEOUT, MAX_LIFETIME, Outages, PgReaders, SqlitePages};
 
 /// A handle on the database; cheap to clone.
@@ -39,7 +42,12 @@ pub struct Db {
 enum Backend {
     /// Hot reads (point reads, the per-request user check, list pages) go through `hot`;
     /// everything else through sqlx's pool.
-    Postgres { pool: PgPool, hot: Arc<PgReaders> },
+    Postgres {
+        pool: PgPool,
+        hot: Arc<PgReaders>,
+        /// The options without a statement timeout: migrations may take longer than a request.
+        migrations: Box<PgConnectOptions>,
+    },
     /// SQLite allows one writer at a time: all writes go through a single connection, so they
     /// queue in the pool instead of failing with SQLITE_BUSY; reads use their own pool and,
     /// with WAL, never wait for the writer. List pages are read through `pages` (rusqlite).
@@ -106,13 +114,30 @@ impl Db {
     /// [`MIN_DB_CONNECTIONS`] when lower). SQLite files (and their folder) are created when
     /// missing.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, Error> {
+        Self::connect_with_timeout(url, max_connections, None).await
+    }
+
+    /// [`Db::connect`], with PostgreSQL statements cancelled by the server after
+    /// `statement_timeout` (the server sets it below its request timeout, so a query does not
+    /// outlive the request that asked for it). Migrations are not bound by it.
+    pub async fn connect_with_timeout(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Self, Error> {
         let max_connections = max_connections.max(MIN_DB_CONNECTIONS);
         let outages = Arc::new(Outages::new());
         let backend = match url {
             DatabaseUrl::Postgres(url) => {
                 let sizes = Sizes::postgres(max_connections);
-                let options =
-                    PgConnectOptions::from_str(url.expose())?.statement_cache_capacity(256);
+                let migrations = PgConnectOptions::from_str(url.expose())?;
+                let mut options = migrations.clone().statement_cache_capacity(256);
+                if let Some(timeout) = statement_timeout {
+                    options = options.options([(
+                        "statement_timeout",
+                        format!("{}ms", timeout.as_millis().max(1)),
+                    )]);
+                }
                 let retire = Arc::clone(&outages);
                 let pool = PgPoolOptions::new()
                     .max_connections(sizes.general)
@@ -133,15 +158,20 @@ impl Db {
                 Backend::Postgres {
                     pool,
                     hot: Arc::new(hot),
+                    migrations: Box::new(migrations),
                 }
             }
             DatabaseUrl::Sqlite { path } => {
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
                 let sizes = Sizes::sqlite(max_connections, cores);
+                // Password hashes and dates of birth: a folder and file only their owner reads
+                // (SQLite gives `-wal` and `-shm` the database file's mode).
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
+                    files::create_private_dir(parent)
                         .map_err(|e| Error::other(&parent.display().to_string(), e))?;
                 }
+                files::create_private_file(path)
+                    .map_err(|e| Error::other(&path.display().to_string(), e))?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .busy_timeout(Duration::from_secs(5))
@@ -192,7 +222,14 @@ impl Db {
     /// so instances starting together do not race.
     pub async fn migrate(&self) -> Result<(), Error> {
         let result = match &self.backend {
-            Backend::Postgres { pool, .. } => sqlx::migrate!("migrations/postgres").run(pool).await,
+            Backend::Postgres { migrations, .. } => {
+                let mut conn = PgConnection::connect_with(migrations)
+                    .await
+                    .map_err(|e| self.outages.classify(e))?;
+                let result = sqlx::migrate!("migrations/postgres").run(&mut conn).await;
+                let _ = conn.close().await;
+                result
+            }
             Backend::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
         };
         result.map_err(|e| match e {
@@ -265,7 +302,7 @@ impl Db {
             }
         }
         match &self.backend {
-            Backend::Postgres { pool, hot } => {
+            Backend::Postgres { pool, hot, .. } => {
                 vec![("general", sqlx_usage(pool)), ("hot_reads", hot.usage())]
             }
             Backend::Sqlite {
@@ -283,7 +320,7 @@ impl Db {
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Postgres { pool, hot } => {
+            Backend::Postgres { pool, hot, .. } => {
                 hot.close();
                 pool.close().await
             }

@@ -21,7 +21,7 @@
 use std::{
     path::Path,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -270,15 +270,28 @@ impl SqlitePages {
     }
 
     /// Runs `read` on a connection, on the blocking thread pool. The connection returns to
-    /// the pool when the task ends, whether or not the request still waits for it.
+    /// the pool when the task ends. When the caller stops waiting (its request was cancelled
+    /// or timed out), the statement running for it is interrupted, so a deep read does not
+    /// keep a connection and a core busy for nobody.
     pub async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let mut conn = self.pool.get().await?;
-        tokio::task::spawn_blocking(move || read(&mut conn))
-            .await
-            .map_err(|e| Error::other("SQLite page task", e))?
+        let running = Arc::new(Mutex::new(Running::Yes(conn.get_interrupt_handle())));
+        let interrupt = InterruptOnDrop(Arc::clone(&running));
+        let result = tokio::task::spawn_blocking(move || {
+            let result = read(&mut conn);
+            // Under the lock: the connection goes back only once no interrupt can reach it.
+            let mut state = running.lock().unwrap_or_else(|p| p.into_inner());
+            *state = Running::No;
+            drop(conn);
+            result
+        })
+        .await
+        .map_err(|e| Error::other("SQLite page task", e))?;
+        drop(interrupt);
+        result
     }
 
     pub fn usage(&self) -> PoolUsage {
@@ -293,6 +306,24 @@ impl SqlitePages {
     /// Refuses new reads (graceful shutdown); connections close as they come back.
     pub fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// Whether a page read still runs on its connection.
+enum Running {
+    Yes(rusqlite::InterruptHandle),
+    No,
+}
+
+/// Interrupts the read when dropped before it finished (the request went away).
+struct InterruptOnDrop(Arc<Mutex<Running>>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        let running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Running::Yes(handle) = &*running {
+            handle.interrupt();
+        }
     }
 }
 

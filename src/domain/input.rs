@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::validation::{FieldError, Invalid, LocPart};
+use super::validation::{FieldError, Invalid, LocPart, MAX_SHOWN_ERRORS, summarize};
 
 /// Walks one JSON object. Call [`ObjectReader::required`] / [`ObjectReader::optional`] for each
 /// known field, then [`ObjectReader::finish`], which also reports unknown fields.
@@ -11,6 +11,9 @@ pub struct ObjectReader {
     prefix: Vec<LocPart>,
     fields: Map<String, Value>,
     errors: Vec<FieldError>,
+    /// Failures past [`MAX_SHOWN_ERRORS`], counted but not built (an object of 100,000 unknown
+    /// keys must not become 100,000 error entries).
+    more: usize,
 }
 
 impl ObjectReader {
@@ -20,6 +23,7 @@ impl ObjectReader {
             prefix,
             fields,
             errors: Vec::new(),
+            more: 0,
         }
     }
 
@@ -30,6 +34,10 @@ impl ObjectReader {
     }
 
     fn fail(&mut self, field: &str, invalid: Invalid) {
+        if self.errors.len() >= MAX_SHOWN_ERRORS {
+            self.more += 1;
+            return;
+        }
         let loc = self.loc(field);
         self.errors
             .push(FieldError::new(loc, invalid.kind, invalid.msg));
@@ -75,9 +83,13 @@ impl ObjectReader {
         }
     }
 
-    /// Reports any field not consumed as `extra_forbidden`; returns every failure seen.
+    /// Reports any field not consumed as `extra_forbidden`; returns the failures (at most
+    /// [`MAX_SHOWN_ERRORS`], then a count of the rest).
     pub fn finish(mut self) -> Result<(), Vec<FieldError>> {
-        let extra: Vec<String> = self.fields.keys().cloned().collect();
+        let extra: Vec<String> = std::mem::take(&mut self.fields)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         for key in extra {
             // The key is client input too: keep it short and printable in the report.
             let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
@@ -89,7 +101,7 @@ impl ObjectReader {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(self.errors)
+            Err(summarize(self.errors, self.more))
         }
     }
 }

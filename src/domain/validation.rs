@@ -79,3 +79,53 @@ impl FieldError {
             .join(".")
     }
 }
+
+/// The most failures one answer lists (a 422 body, a log line); the rest are counted.
+pub const MAX_SHOWN_ERRORS: usize = 20;
+
+/// `errors` cut to [`MAX_SHOWN_ERRORS`], followed, when any were left out (`more` already left
+/// out by the caller, plus those cut here), by one entry saying how many.
+pub fn summarize(mut errors: Vec<FieldError>, more: usize) -> Vec<FieldError> {
+    let cut = errors.len().saturating_sub(MAX_SHOWN_ERRORS);
+    let left_out = more + cut;
+    if left_out == 0 {
+        return errors;
+    }
+    let at = errors
+        .first()
+        .and_then(|e| e.loc.first().cloned())
+        .unwrap_or_else(|| "body".into());
+    errors.truncate(MAX_SHOWN_ERRORS);
+    errors.push(FieldError::new(
+        vec![at],
+        "too_many_errors",
+        format!("and {left_out} more errors not shown"),
+    ));
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(i: usize) -> FieldError {
+        FieldError::at(
+            "body",
+            &format!("f{i}"),
+            "extra_forbidden",
+            "Extra inputs are not permitted",
+        )
+    }
+
+    #[test]
+    fn at_most_twenty_errors_are_listed_then_a_count() {
+        let shown = summarize((0..500).map(error).collect(), 0);
+        assert_eq!(shown.len(), MAX_SHOWN_ERRORS + 1);
+        assert_eq!(shown[MAX_SHOWN_ERRORS].msg, "and 480 more errors not shown");
+        assert_eq!(summarize((0..3).map(error).collect(), 0).len(), 3);
+        assert_eq!(
+            summarize((0..3).map(error).collect(), 7)[3].msg,
+            "and 7 more errors not shown"
+        );
+    }
+}

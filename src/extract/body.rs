@@ -1,11 +1,14 @@
 //! Request bodies: a JSON object and a form, each checking its media type first and
 //! answering every problem with an [`ApiError`].
 
+use std::collections::HashMap;
+
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
     http::{HeaderMap, StatusCode, header},
 };
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::{domain::validation::FieldError, error::ApiError};
@@ -19,14 +22,21 @@ pub fn has_content_type(parts_headers: &HeaderMap, media_type: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(media_type))
 }
 
-/// Reads the whole body, mapping an over-limit body to 413.
+/// Reads the whole body: 413 over the body limit, 408 past the body deadline (a client
+/// trickling its body), 400 for anything else that breaks the transfer.
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::BadRequest("Could not read the request body")
+            return ApiError::PayloadTooLarge;
         }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(err) = cause {
+            if err.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::RequestTimeout;
+            }
+            cause = err.source();
+        }
+        ApiError::BadRequest("Could not read the request body")
     })
 }
 
@@ -60,22 +70,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
-/// An `application/x-www-form-urlencoded` body as ordered key/value pairs (415 otherwise).
-pub struct FormPairs(pub Vec<(String, String)>);
+/// An `application/x-www-form-urlencoded` body as `T` (415 for another media type). Parameters
+/// `T` does not name are ignored (OAuth 2.0 forms may carry extensions); a repeated one keeps
+/// its last value. A request with no body and no media type is an empty form, so a bare POST
+/// gets the 422 naming the missing fields, as FastAPI answers. Only `T`'s fields are kept past
+/// parsing: nothing else of the body is held while the request waits (throttling, hashing).
+pub struct ApiForm<T>(pub T);
 
-impl<S: Send + Sync> FromRequest<S> for FormPairs {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !has_content_type(req.headers(), "application/x-www-form-urlencoded") {
+        let declared = req.headers().contains_key(header::CONTENT_TYPE);
+        if declared && !has_content_type(req.headers(), "application/x-www-form-urlencoded") {
             return Err(ApiError::UnsupportedMediaType(
                 "Unsupported media type: expected application/x-www-form-urlencoded",
             ));
         }
         let bytes = read_body(req, state).await?;
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .map(FormPairs)
-            .map_err(|_| ApiError::BadRequest("Malformed form body"))
+        if !declared && !bytes.is_empty() {
+            return Err(ApiError::UnsupportedMediaType(
+                "Unsupported media type: expected application/x-www-form-urlencoded",
+            ));
+        }
+        let malformed = || ApiError::BadRequest("Malformed form body");
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed())?;
+        let last: HashMap<String, String> = pairs.into_iter().collect();
+        let form = serde_urlencoded::to_string(&last).map_err(|_| malformed())?;
+        serde_urlencoded::from_str(&form)
+            .map(ApiForm)
+            .map_err(|_| malformed())
     }
 }
 

@@ -11,7 +11,7 @@ use axum::{
 };
 use ipnet::IpNet;
 
-use crate::{app::AppState, extract::client::ClientIp};
+use crate::{app::AppState, domain::client::canonical, extract::client::ClientIp};
 
 /// Sets the [`ClientIp`] extension.
 pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -25,9 +25,12 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
 }
 
 /// Finds the client address: the socket peer, or, when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Addresses are made
+/// canonical (an IPv4-mapped IPv6 address is its IPv4 address).
 pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let Some(peer) = peer.map(|p| p.ip()) else {
+    // Every address in its canonical form: behind a dual-stack listener an IPv4 proxy appears
+    // as `::ffff:a.b.c.d`, and must still match `TRUSTED_PROXIES=a.b.c.d`.
+    let Some(peer) = peer.map(|p| canonical(p.ip())) else {
         return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     };
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
@@ -43,7 +46,7 @@ pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet
         .map(str::trim)
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(canonical) {
             Ok(ip) if is_trusted(&ip) => client = ip,
             Ok(ip) => return ip,
             Err(_) => return client,
@@ -66,6 +69,23 @@ mod tests {
         assert_eq!(
             client_ip(Some(peer), &headers, &trusted),
             "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_and_hops_are_their_ipv4_addresses() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "::ffff:203.0.113.9".parse().unwrap());
+        let peer: SocketAddr = "[::ffff:10.0.0.1]:5000".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.1/32".parse().unwrap()];
+        assert_eq!(
+            client_ip(Some(peer), &headers, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the mapped peer is the trusted IPv4 proxy, the mapped hop an IPv4 client"
+        );
+        assert_eq!(
+            client_ip(Some(peer), &HeaderMap::new(), &[]),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
         );
     }
 }

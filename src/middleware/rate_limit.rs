@@ -1,5 +1,5 @@
 //! Charges each request to its client's budget: the user id for a valid token, else the
-//! client address. Probes (`/healthz`, `/readyz`) are never charged.
+//! client network (see [`client_key`]). Probes (`/healthz`, `/readyz`) are never charged.
 
 use axum::{
     extract::{Request, State},
@@ -7,15 +7,35 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use super::is_probe;
 use crate::{
     app::AppState,
     error::{ApiError, insert_rate_limit_headers},
     extract::{auth::Authentication, client::ClientIp},
+    rate_limit::ClientKey,
 };
 
-/// Paths that are never rate limited: probes from the orchestrator or load balancer.
-fn is_probe(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
+/// Whom a request is charged to: its user for a valid token, its network otherwise. On
+/// `/auth/*` always its network: logging in or registering with a token in hand must not move
+/// the cost to an account the client may hold many of.
+pub fn client_key(state: &AppState, req: &Request) -> ClientKey {
+    let user = match req.extensions().get::<Authentication>() {
+        Some(Authentication::Token { user_id }) if !req.uri().path().starts_with("/auth/") => {
+            Some(*user_id)
+        }
+        _ => None,
+    };
+    match user {
+        Some(id) => ClientKey::User(id),
+        None => {
+            let ClientIp(ip) = req
+                .extensions()
+                .get::<ClientIp>()
+                .copied()
+                .unwrap_or(ClientIp([0, 0, 0, 0].into()));
+            state.limiters.network(ip)
+        }
+    }
 }
 
 /// Refuses a request over its client's budget (429), and reports the budget on every answer.
@@ -28,18 +48,8 @@ pub async fn charge_client(State(state): State<AppState>, req: Request, next: Ne
     else {
         return next.run(req).await;
     };
-    let key = match req.extensions().get::<Authentication>() {
-        Some(Authentication::Token { user_id }) => format!("u:{user_id}"),
-        _ => {
-            let ClientIp(ip) = req
-                .extensions()
-                .get::<ClientIp>()
-                .copied()
-                .unwrap_or(ClientIp([0, 0, 0, 0].into()));
-            format!("ip:{ip}")
-        }
-    };
-    let decision = bucket.check(&key).await;
+    let key = client_key(&state, &req);
+    let decision = bucket.check(key).await;
     if !decision.allowed {
         tracing::warn!(event = "excess_rate_limit_exceeded", client = %key, "request budget exhausted");
         metrics::counter!("rate_limit_rejections_total", "limit" => "request").increment(1);

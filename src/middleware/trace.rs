@@ -13,7 +13,7 @@ pub fn make_span(req: &Request) -> tracing::Span {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str);
+        .map_or("unmatched", MatchedPath::as_str);
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -21,7 +21,7 @@ pub fn make_span(req: &Request) -> tracing::Span {
         .unwrap_or("-");
     tracing::info_span!(
         "request",
-        method = %req.method(),
+        method = super::metrics::method_label(req.method()),
         route,
         request_id,
         user_id = tracing::field::Empty,

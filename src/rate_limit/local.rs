@@ -1,4 +1,4 @@
-//! In-process token buckets (governor), one per key.
+//! In-process token buckets (governor's GCRA), one per client, in a bounded table.
 
 use std::{num::NonZeroU32, time::Duration};
 
@@ -6,13 +6,20 @@ use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::StateInformationMiddleware,
-    state::keyed::DefaultKeyedStateStore,
+    nanos::Nanos,
 };
 
-use super::Decision;
+use super::{
+    ClientKey, Decision,
+    table::{BoundedTable, CAPACITY},
+};
 
-type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<
+    ClientKey,
+    BoundedTable<ClientKey, Nanos>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// A token bucket per key: `burst` requests at once, refilled at `per_period` over `period`.
 pub struct LocalBucket {
@@ -29,7 +36,8 @@ impl LocalBucket {
         let quota = Quota::with_period(refill_every.max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst_nz);
-        let limiter = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+        let limiter: Keyed =
+            RateLimiter::new(quota, BoundedTable::new(CAPACITY), DefaultClock::default());
         Self {
             limiter,
             limit: burst.max(1),
@@ -38,8 +46,8 @@ impl LocalBucket {
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
-        match self.limiter.check_key(&key.to_owned()) {
+    pub fn check(&self, key: ClientKey) -> Decision {
+        match self.limiter.check_key(&key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let used = self.limit.saturating_sub(remaining);
@@ -70,12 +78,6 @@ impl LocalBucket {
     pub fn window_secs(&self) -> u64 {
         self.period.as_secs()
     }
-
-    /// Drops the state of keys whose bucket is full again (bounded memory).
-    pub fn prune(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-    }
 }
 
 #[cfg(test)]
@@ -85,11 +87,12 @@ mod tests {
     #[test]
     fn bucket_refuses_past_its_burst_with_retry_after() {
         let bucket = LocalBucket::new(2, 2, Duration::from_secs(60));
-        assert!(bucket.check("k").allowed);
-        assert_eq!(bucket.check("k").remaining, 0);
-        let refused = bucket.check("k");
+        let k = ClientKey::User(1);
+        assert!(bucket.check(k).allowed);
+        assert_eq!(bucket.check(k).remaining, 0);
+        let refused = bucket.check(k);
         assert!(!refused.allowed);
         assert!(refused.retry_after_secs >= 1 && refused.retry_after_secs <= 30);
-        assert!(bucket.check("other").allowed);
+        assert!(bucket.check(ClientKey::User(2)).allowed);
     }
 }

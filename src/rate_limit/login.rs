@@ -2,14 +2,16 @@
 //! so the throttle reveals nothing) and per client address, with growing waits.
 
 use std::{
-    collections::HashMap,
+    hash::Hash,
     net::IpAddr,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
-use super::redis::RedisStore;
-use crate::config::ThrottleConfig;
+use super::{
+    redis::RedisStore,
+    table::{BoundedTable, CAPACITY},
+};
+use crate::{config::ThrottleConfig, domain::client::network_key};
 
 /// Failed-login state of one account or one IP.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +25,6 @@ struct Failures {
 const WINDOW: Duration = Duration::from_secs(3600);
 /// The longest wait between attempts before the hourly cap.
 const MAX_WAIT: Duration = Duration::from_secs(900);
-const MAX_TRACKED: usize = 100_000;
 
 /// The wait after the `step`-th failure past the free allowance (counting from 0): 1 s,
 /// doubling, capped at 15 minutes.
@@ -58,17 +59,18 @@ pub fn wait_after(count: u32, cfg: ThrottleConfig, window_left: Duration) -> Dur
     backoff(count - cfg.free_failures)
 }
 
-/// Local failure counters for one kind of key.
-struct FailureTable<K> {
+/// Local failure counters for one kind of key, in a bounded table (the least recently seen
+/// key makes room: a spray of made-up names costs O(1) each and bounded memory).
+struct FailureTable<K: Hash + Eq> {
     cfg: ThrottleConfig,
-    entries: Mutex<HashMap<K, Failures>>,
+    entries: BoundedTable<K, Failures>,
 }
 
-impl<K: std::hash::Hash + Eq + Clone> FailureTable<K> {
+impl<K: Hash + Eq + Clone> FailureTable<K> {
     fn new(cfg: ThrottleConfig) -> Self {
         Self {
             cfg,
-            entries: Mutex::new(HashMap::new()),
+            entries: BoundedTable::new(CAPACITY),
         }
     }
 
@@ -76,54 +78,50 @@ impl<K: std::hash::Hash + Eq + Clone> FailureTable<K> {
     /// counted as a failure up front, so parallel guesses cannot exceed the budget; a success
     /// clears it.
     fn reserve(&self, key: &K, now: Instant) -> Result<(), u64> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_TRACKED {
-            entries
-                .retain(|_, f| now.duration_since(f.window_start) < WINDOW || f.locked_until > now);
-        }
-        let entry = entries.entry(key.clone()).or_insert(Failures {
+        let fresh = || Failures {
             count: 0,
             window_start: now,
             locked_until: now,
-        });
-        if now.duration_since(entry.window_start) >= WINDOW {
-            *entry = Failures {
-                count: 0,
-                window_start: now,
-                locked_until: entry.locked_until,
-            };
-        }
-        if entry.locked_until > now {
-            return Err(ceil_secs(entry.locked_until - now));
-        }
-        entry.count += 1;
-        let window_left = WINDOW.saturating_sub(now.duration_since(entry.window_start));
-        // Only a real wait moves the lock. (Callers read `now` before taking the mutex, so a
-        // zero wait written as "locked until now" could refuse a concurrent caller whose `now`
-        // is a moment earlier: seen as stray 429s in the 200-login storm test.)
-        let wait = wait_after(entry.count, self.cfg, window_left);
-        if !wait.is_zero() {
-            entry.locked_until = entry.locked_until.max(now + wait);
-        }
-        Ok(())
+        };
+        self.entries.with(key.clone(), fresh, |entry| {
+            if now.duration_since(entry.window_start) >= WINDOW {
+                *entry = Failures {
+                    count: 0,
+                    window_start: now,
+                    locked_until: entry.locked_until,
+                };
+            }
+            if entry.locked_until > now {
+                return Err(ceil_secs(entry.locked_until - now));
+            }
+            entry.count += 1;
+            let window_left = WINDOW.saturating_sub(now.duration_since(entry.window_start));
+            // Only a real wait moves the lock. (Callers read `now` before taking the lock, so a
+            // zero wait written as "locked until now" could refuse a concurrent caller whose
+            // `now` is a moment earlier: seen as stray 429s in the 200-login storm test.)
+            let wait = wait_after(entry.count, self.cfg, window_left);
+            if !wait.is_zero() {
+                entry.locked_until = entry.locked_until.max(now + wait);
+            }
+            Ok(())
+        })
     }
 
     fn clear(&self, key: &K) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(key);
+        self.entries.remove(key);
     }
 
     /// Gives back a reservation that turned out not to be a failure (a correct password, or
     /// an attempt refused for another key). The wait it may have started is lifted too, unless
     /// earlier failures alone still call for one.
     fn release(&self, key: &K, now: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = entries.get_mut(key) {
+        let free = self.cfg.free_failures;
+        self.entries.update(key, |entry| {
             entry.count = entry.count.saturating_sub(1);
-            if entry.count < self.cfg.free_failures {
+            if entry.count < free {
                 entry.locked_until = entry.locked_until.min(now);
             }
-        }
+        });
     }
 }
 
@@ -132,10 +130,11 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 /// Throttles password guessing per account (any submitted name, existing or not, so the
-/// throttle reveals nothing) and per client IP.
+/// throttle reveals nothing) and per client network (an IPv4 address, an IPv6 /prefix).
 pub struct LoginThrottle {
     accounts: FailureTable<String>,
     ips: FailureTable<IpAddr>,
+    ipv6_prefix: u8,
     redis: Option<RedisStore>,
     /// The window and [`backoff_table_ms`], as the Redis script takes them.
     redis_policy: Vec<u64>,
@@ -149,10 +148,16 @@ pub struct LoginAttempt {
 }
 
 impl LoginThrottle {
-    pub fn new(account: ThrottleConfig, ip: ThrottleConfig, redis: Option<RedisStore>) -> Self {
+    pub fn new(
+        account: ThrottleConfig,
+        ip: ThrottleConfig,
+        ipv6_prefix: u8,
+        redis: Option<RedisStore>,
+    ) -> Self {
         Self {
             accounts: FailureTable::new(account),
             ips: FailureTable::new(ip),
+            ipv6_prefix,
             redis,
             redis_policy: std::iter::once(WINDOW.as_millis() as u64)
                 .chain(backoff_table_ms())
@@ -160,8 +165,9 @@ impl LoginThrottle {
         }
     }
 
-    /// Reserves an attempt for `account` from `ip`, or says how long to wait.
-    pub async fn begin(&self, account: &str, ip: IpAddr) -> Result<LoginAttempt, u64> {
+    /// Reserves an attempt for `account` from `client`, or says how long to wait.
+    pub async fn begin(&self, account: &str, client: IpAddr) -> Result<LoginAttempt, u64> {
+        let ip = network_key(client, self.ipv6_prefix);
         if let Some(redis) = &self.redis
             && let Some(result) = redis
                 .login_reserve(

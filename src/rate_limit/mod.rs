@@ -3,13 +3,33 @@
 //! `REDIS_URL`, shared between instances ([`redis`]), falling back to the local state (never to
 //! "unlimited") while Redis is unreachable.
 
+pub mod in_flight;
 pub mod local;
 pub mod login;
 pub mod redis;
+pub mod table;
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
 
-use self::{local::LocalBucket, login::LoginThrottle, redis::RedisStore};
+use self::{in_flight::InFlight, local::LocalBucket, login::LoginThrottle, redis::RedisStore};
+use crate::domain::client::network_key;
+
+/// Whom a budget is charged to: a user (for a valid token) or a client network (the address,
+/// or its IPv6 /prefix; see `domain::client::network_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    User(i64),
+    Network(IpAddr),
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientKey::User(id) => write!(f, "u:{id}"),
+            ClientKey::Network(ip) => write!(f, "ip:{ip}"),
+        }
+    }
+}
 
 /// The answer to "may this client make one more request?", with what the RateLimit headers
 /// (draft-ietf-httpapi-ratelimit-headers-06) report.
@@ -49,12 +69,12 @@ impl Bucket {
         }
     }
 
-    pub async fn check(&self, key: &str) -> Decision {
+    pub async fn check(&self, key: ClientKey) -> Decision {
         if let Some(redis) = &self.redis
             && let Some(decision) = redis
                 .bucket(
                     self.name,
-                    key,
+                    &key.to_string(),
                     self.local.limit,
                     self.local.refill_every,
                     self.local.window_secs(),
@@ -65,10 +85,6 @@ impl Bucket {
         }
         self.local.check(key)
     }
-
-    pub fn prune(&self) {
-        self.local.prune();
-    }
 }
 
 /// All limiters of one instance.
@@ -77,6 +93,10 @@ pub struct Limiters {
     pub requests: Option<Bucket>,
     pub registrations: Bucket,
     pub logins: LoginThrottle,
+    /// `None` when MAX_IN_FLIGHT_PER_CLIENT is 0.
+    pub in_flight: Option<InFlight>,
+    /// IPv6 clients are counted per network of this many bits.
+    ipv6_prefix: u8,
 }
 
 impl Limiters {
@@ -97,19 +117,23 @@ impl Limiters {
             Duration::from_secs(3600),
             redis.clone(),
         );
-        let logins = LoginThrottle::new(config.login_account, config.login_ip, redis);
+        let logins = LoginThrottle::new(
+            config.login_account,
+            config.login_ip,
+            config.ipv6_prefix_length,
+            redis,
+        );
         Arc::new(Self {
             requests,
             registrations,
             logins,
+            in_flight: InFlight::new(config.max_in_flight_per_client),
+            ipv6_prefix: config.ipv6_prefix_length,
         })
     }
 
-    /// Frees memory held for idle clients; called periodically.
-    pub fn prune(&self) {
-        if let Some(requests) = &self.requests {
-            requests.prune();
-        }
-        self.registrations.prune();
+    /// The key a client address counts under in every budget (IPv6 per network).
+    pub fn network(&self, ip: IpAddr) -> ClientKey {
+        ClientKey::Network(network_key(ip, self.ipv6_prefix))
     }
 }

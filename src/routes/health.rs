@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -52,6 +52,7 @@ pub struct Check {
 
 /// Readiness: every dependency answers. 503 while the database is unreachable or shutdown has
 /// begun. When Redis is down the instance stays ready on local limits, reported as degraded.
+/// The checks run at most once a second; probes in between share the last result.
 #[utoipa::path(get, path = "/readyz", tag = "Health",
     responses(
         (status = 200, description = "Ready", example = json!({"status": "ok", "checks": {"database": {"status": "ok", "latency_ms": 0.4,
@@ -59,6 +60,41 @@ pub struct Check {
         (status = 503, description = "Not ready", example = json!({"detail": "Service not ready", "status": "unavailable", "checks": {"database": {"status": "unavailable", "latency_ms": 2000.0}}})),
     ))]
 async fn readyz(State(state): State<AppState>) -> Response {
+    let (db_ok, checks) = checks(&state).await;
+    if db_ok && !state.is_shutting_down() {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "checks": checks })),
+        )
+            .into_response()
+    } else {
+        let detail = if state.is_shutting_down() {
+            "Shutting down"
+        } else {
+            "Service not ready"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(json!({ "detail": detail, "status": "unavailable", "checks": checks })),
+        )
+            .into_response()
+    }
+}
+
+/// How long one round of dependency checks answers every probe: a flood of `/readyz` costs
+/// the database one query per interval, not one per probe.
+const CHECKS_REUSED_FOR: Duration = Duration::from_secs(1);
+
+/// Whether the database answers, and every dependency's report; at most one round per
+/// [`CHECKS_REUSED_FOR`] (probes arriving meanwhile wait for that round and share it).
+async fn checks(state: &AppState) -> (bool, Value) {
+    let mut last = state.readiness.lock().await;
+    if let Some((at, db_ok, checks)) = &*last
+        && at.elapsed() < CHECKS_REUSED_FOR
+    {
+        return (*db_ok, checks.clone());
+    }
     let started = Instant::now();
     let db_ok = state.db.ping(Duration::from_secs(2)).await;
     let mut checks = serde_json::Map::new();
@@ -85,26 +121,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
             }),
         );
     }
-    let ready = db_ok && !state.is_shutting_down();
-    if ready {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "checks": checks })),
-        )
-            .into_response()
-    } else {
-        let detail = if state.is_shutting_down() {
-            "Shutting down"
-        } else {
-            "Service not ready"
-        };
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            Json(json!({ "detail": detail, "status": "unavailable", "checks": checks })),
-        )
-            .into_response()
-    }
+    let checks = Value::Object(checks);
+    *last = Some((Instant::now(), db_ok, checks.clone()));
+    (db_ok, checks)
 }
 
 fn ms(since: Instant) -> f64 {

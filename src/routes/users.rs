@@ -50,6 +50,6 @@ async fn list_users(
     _admin: AdminUser,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    let page = Page::parse(&params).map_err(ApiError::Validation)?;
+    let page = Page::parse(&params, state.config.max_offset).map_err(ApiError::Validation)?;
     Ok(Json(state.db.list_users(page).await?))
 }

@@ -8,7 +8,8 @@ use crate::{
     app::AppState,
     config::{Config, DatabaseUrl, Secret},
     db,
-    domain::password::Password,
+    domain::{password::Password, username::Username},
+    files,
 };
 
 /// The JWT secret: the configured one, or (SQLite only) one generated once and kept in a
@@ -23,6 +24,9 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
         ));
     };
     let file = secret_file_for(path);
+    if file.exists() {
+        files::check_private(&file).map_err(StartupError)?;
+    }
     if let Ok(existing) = std::fs::read_to_string(&file) {
         let existing = existing.trim().to_owned();
         if existing.len() >= crate::config::min_secret_len(config.jwt_algorithm) {
@@ -37,7 +41,7 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private_file(&file, &hex)
+    files::write_private_file(&file, &hex)
         .map_err(|e| fail(&format!("cannot write {}", file.display()), e))?;
     tracing::warn!(
         file = %file.display(),
@@ -51,20 +55,6 @@ pub fn secret_file_for(db_path: &Path) -> PathBuf {
     let mut name = db_path.as_os_str().to_owned();
     name.push(".jwt-secret");
     PathBuf::from(name)
-}
-
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// Creates the administrator when none exists. Without ADMIN_PASSWORD a random password is
@@ -113,15 +103,52 @@ pub async fn ensure_admin(state: &AppState) -> Result<(), StartupError> {
         Err(e) => return Err(fail("creating the administrator", e)),
     }
     if generated {
-        // Printed, not logged: it must appear once on the console and never in log storage.
-        println!(
-            "\n  Created administrator \"{username}\" with generated password: {}\n  It is shown only now. Change it with `employee-api user set-password {username}`.\n",
-            password.expose()
-        );
+        hand_over_generated_password(config, username, &password)?;
     } else {
         tracing::info!(event = "user_created", username = %username, "administrator created from ADMIN_PASSWORD");
     }
     Ok(())
+}
+
+/// Gives the operator a generated admin password without it ever entering the log stream: on
+/// the terminal (standard error) when there is one, else in an owner-only file whose path is
+/// logged.
+fn hand_over_generated_password(
+    config: &Config,
+    username: &Username,
+    password: &Password,
+) -> Result<(), StartupError> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  Created administrator \"{username}\" with generated password: {}\n  It is shown only now. Change it with `employee-api user set-password {username}`.\n",
+            password.expose()
+        );
+        return Ok(());
+    }
+    let file = admin_password_file_for(config);
+    files::write_private_file(&file, &format!("{}\n", password.expose()))
+        .map_err(|e| fail(&format!("cannot write {}", file.display()), e))?;
+    tracing::warn!(
+        event = "user_created",
+        username = %username,
+        file = %file.display(),
+        "created the administrator with a generated password, written (owner-only) to the file named here; read it, change it with `employee-api user set-password`, then delete the file"
+    );
+    Ok(())
+}
+
+/// Where a generated admin password goes when there is no terminal: beside the SQLite
+/// database, or in the working directory with PostgreSQL.
+pub fn admin_password_file_for(config: &Config) -> PathBuf {
+    match &config.database_url {
+        DatabaseUrl::Sqlite { path } => {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".admin-password");
+            PathBuf::from(name)
+        }
+        DatabaseUrl::Postgres(_) => PathBuf::from("employee-api.admin-password"),
+    }
 }
 
 /// 24 characters from a 62-letter alphabet: about 143 bits.

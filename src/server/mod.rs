@@ -9,7 +9,9 @@ use std::{future::Future, time::Duration};
 
 use tokio::net::TcpListener;
 
-pub use bootstrap::{ensure_admin, generate_password, resolve_secret, secret_file_for};
+pub use bootstrap::{
+    admin_password_file_for, ensure_admin, generate_password, resolve_secret, secret_file_for,
+};
 pub use listener::{SHUTDOWN_DEADLINE, serve, shutdown_signal};
 
 use crate::{app::AppState, config::Config, db::Db};
@@ -23,11 +25,23 @@ fn fail(context: &str, err: impl std::fmt::Display) -> StartupError {
     StartupError(format!("{context}: {err}"))
 }
 
+/// How long PostgreSQL may run one statement: a second under the request timeout (at least a
+/// second), so the database gives up on a query about when the client is answered 408.
+fn statement_timeout(request_timeout: Duration) -> Duration {
+    request_timeout
+        .saturating_sub(Duration::from_secs(1))
+        .max(Duration::from_secs(1))
+}
+
 /// Connects to the database and applies migrations.
 pub async fn open_database(config: &Config) -> Result<Db, StartupError> {
     let db = tokio::time::timeout(
         Duration::from_secs(15),
-        Db::connect(&config.database_url, config.db_max_connections),
+        Db::connect_with_timeout(
+            &config.database_url,
+            config.db_max_connections,
+            Some(statement_timeout(config.request_timeout)),
+        ),
     )
     .await
     .map_err(|_| {
@@ -59,7 +73,6 @@ pub async fn run(
     let state = AppState::new(config, db, &secret, "employee-api")
         .map_err(|e| StartupError(e.to_string()))?;
     ensure_admin(&state).await?;
-    spawn_housekeeping(&state);
     if let Some(addr) = state.config.metrics_addr {
         metrics::serve_metrics(addr, state.db.clone()).await?;
     }
@@ -74,15 +87,4 @@ pub async fn run(
     db.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn spawn_housekeeping(state: &AppState) {
-    let limiters = state.limiters.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            limiters.prune();
-        }
-    });
 }

@@ -40,7 +40,8 @@ pub(super) async fn list_employees(
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
-    let query = EmployeeQuery::parse(&params).map_err(ApiError::Validation)?;
+    let query = EmployeeQuery::parse(&params, state.config.max_offset, &state.cursor_key)
+        .map_err(ApiError::Validation)?;
     let with_total = !prefers_no_count(&headers);
     // One query checks that the viewer still exists, counts, and writes the page.
     let page = state
@@ -64,7 +65,7 @@ pub(super) async fn list_employees(
         let cursor = Cursor::after(&last, query.sort, query.order, &query.filters);
         let link = format!(
             "</employees/?cursor={}&limit={}>; rel=\"next\"",
-            cursor.encode(),
+            cursor.encode(&state.cursor_key),
             query.limit
         );
         if let Ok(value) = HeaderValue::from_str(&link) {

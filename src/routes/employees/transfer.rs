@@ -17,7 +17,7 @@ use crate::{
     domain::{
         employee::OnConflict,
         listing::{EmployeeQuery, ListParams, Order, SortKey},
-        validation::{FieldError, LocPart},
+        validation::{FieldError, LocPart, summarize},
     },
     error::{ApiError, ErrorDetail, ValidationErrorBody},
     extract::{auth::AdminUser, body::ImportBody, query::ApiQuery},
@@ -99,7 +99,10 @@ pub(super) async fn export_employees(
         order: params.order,
         ..ListParams::default()
     };
-    let (format, mut query) = match (format.transpose(), EmployeeQuery::parse(&list)) {
+    let (format, mut query) = match (
+        format.transpose(),
+        EmployeeQuery::parse(&list, state.config.max_offset, &state.cursor_key),
+    ) {
         (Ok(format), Ok(query)) => (format.unwrap_or_default(), query),
         (format, query) => {
             let mut errors = format.err().into_iter().collect::<Vec<_>>();
@@ -277,16 +280,7 @@ fn parse_import_params(params: &ImportParams) -> Result<(OnConflict, bool), ApiE
 /// The HTTP answer for a failed import.
 fn import_error(failure: ImportFailure) -> ApiError {
     match failure {
-        ImportFailure::Invalid { mut errors, more } => {
-            if more > 0 {
-                errors.push(FieldError::new(
-                    vec!["body".into()],
-                    "too_many_errors",
-                    format!("{more} more errors not shown"),
-                ));
-            }
-            ApiError::Validation(errors)
-        }
+        ImportFailure::Invalid { errors, more } => ApiError::Validation(summarize(errors, more)),
         ImportFailure::Conflict { locations } => {
             let shown: Vec<String> = locations
                 .iter()
