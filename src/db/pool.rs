@@ -341,4 +341,42 @@ mod tests {
         assert!(outages.predate(before));
         assert!(!outages.predate(after + Duration::from_millis(1)));
     }
+
+    #[tokio::test]
+    async fn a_page_read_whose_caller_stops_waiting_is_interrupted_and_its_connection_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let pages = SqlitePages::open(&path, 1).unwrap();
+        // A statement that runs for many seconds (bounded, so a regression fails, not hangs).
+        let endless = pages.read(|conn| {
+            Ok(conn.query_row(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 500000000) \
+                 SELECT count(*) FROM c WHERE x < 0",
+                [],
+                |row| row.get::<_, i64>(0),
+            )?)
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), endless)
+                .await
+                .is_err(),
+            "the statement was still running"
+        );
+        // The only connection comes back at once, not when the statement would have ended.
+        let started = Instant::now();
+        let next = pages
+            .read(|conn| Ok(conn.query_row("SELECT 42", [], |row| row.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(next, 42);
+        assert!(
+            started.elapsed() < ACQUIRE_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

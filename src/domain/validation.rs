@@ -86,6 +86,11 @@ pub const MAX_SHOWN_ERRORS: usize = 20;
 /// `errors` cut to [`MAX_SHOWN_ERRORS`], followed, when any were left out (`more` already left
 /// out by the caller, plus those cut here), by one entry saying how many.
 pub fn summarize(mut errors: Vec<FieldError>, more: usize) -> Vec<FieldError> {
+    let summarized = errors.len() == MAX_SHOWN_ERRORS + 1
+        && errors.last().is_some_and(|e| e.kind == "too_many_errors");
+    if summarized && more == 0 {
+        return errors;
+    }
     let cut = errors.len().saturating_sub(MAX_SHOWN_ERRORS);
     let left_out = more + cut;
     if left_out == 0 {
@@ -123,6 +128,11 @@ mod tests {
         assert_eq!(shown.len(), MAX_SHOWN_ERRORS + 1);
         assert_eq!(shown[MAX_SHOWN_ERRORS].msg, "and 480 more errors not shown");
         assert_eq!(summarize((0..3).map(error).collect(), 0).len(), 3);
+        assert_eq!(
+            summarize(shown.clone(), 0),
+            shown,
+            "a summarized list stays as it is"
+        );
         assert_eq!(
             summarize((0..3).map(error).collect(), 7)[3].msg,
             "and 7 more errors not shown"

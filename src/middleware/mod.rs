@@ -63,6 +63,7 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     // read this list bottom-up for the order a request passes through.
     router
         .layer(from_fn_with_state(state.clone(), rate_limit::charge_client))
+        .layer(from_fn_with_state(state.clone(), in_flight::cap_per_client))
         .layer(from_fn_with_state(
             state.clone(),
             authenticate::authenticate,

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod employees;
 mod health;
+mod hostile;
 mod listing;
 mod openapi;
 mod pools;
