@@ -116,6 +116,17 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// Resident memory of the server process in KiB (Linux).
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits until the fd count is at most `bound` (or `wait` passes); returns the last count.
     async fn fds_settle_to(&self, bound: usize, wait: Duration) -> usize {
         let deadline = Instant::now() + wait;
@@ -289,6 +300,7 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
     // Every connection so far was closed by its client: the descriptors settle.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let baseline = server.fds();
+    let rss_before = server.rss_kib();
 
     // The flood: 5,000 connections from 127.0.10.1..=40, opened 500 at a time.
     let flood_start = Instant::now();
@@ -299,8 +311,9 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
             let from = v4(127, 0, 10, 1 + (i % usize::from(SOURCES)) as u8);
             let to = server.addr;
             async move {
-                let mut stream = connect_from(from, to).await.expect("flood connection");
+                // Taken before connecting: the server's clock starts later, at accept.
                 let connected = Instant::now();
+                let mut stream = connect_from(from, to).await.expect("flood connection");
                 stream.write_all(opening(i)).await.unwrap();
                 (i, stream, connected)
             }
@@ -329,6 +342,8 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
         during >= baseline + FLOOD,
         "server fds during the flood: {during}, baseline {baseline}"
     );
+
+    let rss_during = server.rss_kib();
 
     // Meanwhile another client is served at once, on fresh connections.
     let asked = Instant::now();
@@ -396,7 +411,8 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
         "flood: {FLOOD} idle connections from {SOURCES} addresses opened in {connect_time:?}; \
          /healthz {healthz_latency:?}, /employees/1 {employee_latency:?} during the flood; \
          closed by the server after {first:?}..{last:?} (all gone {all_closed:?} after the \
-         flood began); server fds {baseline} before, {during} during, {after} after; {limits}"
+         flood began); server fds {baseline} before, {during} during, {after} after; server RSS \
+         {rss_before} KiB before, {rss_during} KiB holding the flood; {limits}"
     );
 }
 
@@ -500,9 +516,9 @@ async fn silent_half_open_and_idle_keep_alive_connections_are_closed_at_the_dead
     let server = Server::start(&[]).await;
     wait_healthy(&server).await;
     let from = v4(127, 0, 40, 1);
+    let p_sent = Instant::now();
     let mut only_p = connect_from(from, server.addr).await.unwrap();
     only_p.write_all(b"P").await.unwrap();
-    let p_sent = Instant::now();
     let mut keep_alive = connect_from(from, server.addr).await.unwrap();
     healthz_keep_alive(&mut keep_alive)
         .await
