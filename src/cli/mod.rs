@@ -281,6 +281,15 @@ fn print_config(c: &Config) {
             "MAX_CONCURRENT_REQUESTS",
             c.max_concurrent_requests.to_string(),
         ),
+        (
+            "MAX_CONNECTIONS",
+            c.max_connections
+                .map_or("(from the file-descriptor limit)".into(), |n| n.to_string()),
+        ),
+        (
+            "MAX_CONNECTIONS_PER_IP",
+            c.max_connections_per_ip.to_string(),
+        ),
         ("HASH_CONCURRENCY", c.hash_concurrency.to_string()),
         ("DB_MAX_CONNECTIONS", c.db_max_connections.to_string()),
         ("LOG_FORMAT", format!("{:?}", c.log_format).to_lowercase()),

@@ -46,6 +46,10 @@ impl<K: Hash + Eq, V> BoundedTable<K, V> {
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// governor's per-key state (the theoretical arrival time of its GCRA) in a bounded table.

@@ -2,17 +2,20 @@
 //! administrator exists, then serve HTTP ([`listener`]) until a shutdown signal.
 
 mod bootstrap;
+mod connections;
 mod listener;
 mod metrics;
+mod watchdog;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use bootstrap::{
     admin_password_file_for, ensure_admin, generate_password, resolve_secret, secret_file_for,
 };
-pub use listener::{SHUTDOWN_DEADLINE, serve, shutdown_signal};
+pub use connections::{default_max_connections, raise_fd_limit};
+pub use listener::{FIRST_BYTES_DEADLINE, IDLE_TIMEOUT, SHUTDOWN_DEADLINE, serve, shutdown_signal};
 
 use crate::{app::AppState, config::Config, db::Db};
 
@@ -67,6 +70,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    let max_connections = max_connections(&config, raise_fd_limit());
     let db = open_database(&config).await?;
     let secret = resolve_secret(&config)?;
     let bind_addr = config.bind_addr;
@@ -76,15 +80,61 @@ pub async fn run(
     if let Some(addr) = state.config.metrics_addr {
         metrics::serve_metrics(addr, state.db.clone()).await?;
     }
-    let listener = TcpListener::bind(bind_addr)
-        .await
-        .map_err(|e| fail(&format!("cannot listen on {bind_addr}"), e))?;
+    let listener =
+        listen(bind_addr).map_err(|e| fail(&format!("cannot listen on {bind_addr}"), e))?;
     // The address actually bound: with port 0 the system picks one, and tests read it here.
     let address = listener.local_addr().unwrap_or(bind_addr);
     tracing::info!(%address, database = %state.config.database_url, "serving on http://{address} (docs at /docs)");
     let db = state.db.clone();
-    serve(listener, state, shutdown).await;
+    serve(listener, state, max_connections, shutdown).await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections the kernel completes and queues for `accept` (capped by `net.core.somaxconn`).
+/// tokio's `TcpListener::bind` uses 128: a burst of new connections beyond that has its SYNs
+/// dropped and retried a second or more later, even though the accept loop is idle.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API listener with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's `bind` does: a restart can bind while old connections are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// `MAX_CONNECTIONS`, or by default what the file-descriptor limit (already raised) leaves
+/// after the database and files: see [`default_max_connections`].
+fn max_connections(config: &Config, fd_limit: Option<u64>) -> usize {
+    /// Only where the limit cannot be read at all.
+    const FALLBACK: usize = 1024;
+    let fitting = fd_limit.map(|limit| default_max_connections(limit, config.db_max_connections));
+    let max = match (config.max_connections, fitting) {
+        (Some(max), Some(fitting)) if max > fitting => {
+            tracing::warn!(
+                max_connections = max,
+                fits = fitting,
+                "MAX_CONNECTIONS is more than the file-descriptor limit leaves room for; past that, accepting backs off"
+            );
+            max
+        }
+        (Some(max), _) => max,
+        (None, fitting) => fitting.unwrap_or(FALLBACK),
+    };
+    tracing::info!(
+        fd_limit,
+        max_connections = max,
+        max_connections_per_ip = config.max_connections_per_ip,
+        ipv6_prefix_length = config.ipv6_prefix_length,
+        "connections: at most {max} open, {} per client address",
+        config.max_connections_per_ip
+    );
+    max
 }

@@ -346,6 +346,8 @@ async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
         ("LOGIN_IP_FREE_FAILURES", "1000"),
         ("LOGIN_IP_MAX_FAILURES_PER_HOUR", "1000"),
         ("HASH_CONCURRENCY", "2"),
+        // 200 logins from one address at once: past the per-client cap on requests in flight.
+        ("MAX_IN_FLIGHT_PER_CLIENT", "0"),
     ];
     let server = Server::start(&relaxed).await;
     let pid = server.child.id();

@@ -8,6 +8,7 @@ mod binary;
 mod bootstrap;
 mod browser;
 mod cli;
+mod connections;
 mod employees;
 mod health;
 mod hostile;
