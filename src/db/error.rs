@@ -69,19 +69,24 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or(Cow::Borrowed(""));
-                let unavailable = if db
+                if db
                     .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                     .is_some()
                 {
-                    postgres_unavailable(&code)
+                    match &*code {
+                        // query_canceled: statement_timeout.
+                        "57014" => Error::TimedOut(err.to_string()),
+                        code if postgres_unavailable(code) => Error::Unavailable(err.to_string()),
+                        _ => Error::Other(err.to_string()),
+                    }
                 } else {
-                    code.parse::<i32>()
-                        .is_ok_and(|extended| sqlite_unavailable(extended & 0xff))
-                };
-                if unavailable {
-                    Error::Unavailable(err.to_string())
-                } else {
-                    Error::Other(err.to_string())
+                    match code.parse::<i32>().map(|extended| extended & 0xff) {
+                        Ok(SQLITE_INTERRUPT) => Error::TimedOut(err.to_string()),
+                        Ok(primary) if sqlite_unavailable(primary) => {
+                            Error::Unavailable(err.to_string())
+                        }
+                        _ => Error::Other(err.to_string()),
+                    }
                 }
             }
             _ => Error::Other(err.to_string()),

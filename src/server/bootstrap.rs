@@ -163,3 +163,42 @@ pub fn generate_password() -> Password {
     Password::for_login(&text)
         .unwrap_or_else(|_| unreachable!("24 ASCII characters are a valid password"))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn config_at(dir: &Path) -> Config {
+        Config::defaults_for(DatabaseUrl::Sqlite {
+            path: dir.join("employees.db"),
+        })
+    }
+
+    #[test]
+    fn the_generated_secret_is_kept_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_at(dir.path());
+        let first = resolve_secret(&config).unwrap();
+        let file = secret_file_for(&dir.path().join("employees.db"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            resolve_secret(&config).unwrap(),
+            first,
+            "reused after a restart"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_at(dir.path());
+        resolve_secret(&config).unwrap();
+        let file = secret_file_for(&dir.path().join("employees.db"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve_secret(&config).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}

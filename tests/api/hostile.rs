@@ -525,3 +525,74 @@ db_test!(
         }
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// Data at rest
+// ---------------------------------------------------------------------------------------------
+
+db_test!(
+    the_database_refuses_an_upper_case_username_whoever_writes_it,
+    |app| {
+        use employee_api::config::DatabaseUrl;
+        use sqlx::Connection;
+        let sql =
+            "INSERT INTO users (username, password_hash, is_admin) VALUES ('Mallory', 'x', false)";
+        let refused = match &app.database_url {
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.is_err()
+            }
+            DatabaseUrl::Sqlite { path } => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(sql).execute(&mut conn).await.is_err()
+            }
+        };
+        assert!(refused, "the CHECK refuses a name that is not lower-case");
+        // Control: the same row in lower case is stored.
+        let ok = sql.replace("Mallory", "mallory");
+        let stored = match &app.database_url {
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(ok))
+                    .execute(&mut conn)
+                    .await
+                    .is_ok()
+            }
+            DatabaseUrl::Sqlite { path } => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(ok))
+                    .execute(&mut conn)
+                    .await
+                    .is_ok()
+            }
+        };
+        assert!(stored);
+    }
+);
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_database_and_its_folder_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite)
+        .await
+        .unwrap();
+    let employee_api::config::DatabaseUrl::Sqlite { path } = &app.database_url else {
+        unreachable!()
+    };
+    let admin = app.admin_token().await;
+    app.post_json("/employees/", Some(&admin), employee_body(1))
+        .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path), 0o600, "database file");
+    assert_eq!(mode(path.parent().unwrap()), 0o700, "its folder");
+    let wal = path.with_extension("db-wal");
+    assert!(wal.exists(), "WAL in use");
+    assert_eq!(mode(&wal), 0o600, "the WAL file");
+}

@@ -14,8 +14,11 @@ use axum::{
     http::{Method, Request, StatusCode, header},
 };
 use employee_api::{
-    config::{Config, DatabaseUrl},
-    db::import::ImportTx,
+    app::AppState,
+    config::{Config, DatabaseUrl, Secret},
+    db::{Db, import::ImportTx},
+    router::build_router,
+    server::ensure_admin,
 };
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -25,7 +28,7 @@ use tower::ServiceExt;
 use crate::{
     db_test,
     helpers::{
-        ADMIN_PASSWORD, ADMIN_USERNAME, Backend, TestApp, TestResponse, employee_body,
+        ADMIN_PASSWORD, ADMIN_USERNAME, Backend, SECRET, TestApp, TestResponse, employee_body,
         fresh_postgres_schema, postgres_url, test_config,
     },
 };
@@ -422,4 +425,72 @@ async fn login_admin(app: &Client) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_statement_never_outlives_its_request() {
+    let Some(base) = postgres_url() else {
+        return no_postgres();
+    };
+    let (url, admin_url, schema) = fresh_postgres_schema(&base).await;
+    let url = DatabaseUrl::parse(&format!("{url}&application_name={schema}")).unwrap();
+    // As the server opens it, with statements cancelled by PostgreSQL after one second.
+    let db = Db::connect_with_timeout(&url, 4, Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let state = AppState::new(test_config(url.clone()), db, &Secret::new(SECRET), &schema).unwrap();
+    ensure_admin(&state).await.unwrap();
+    let app = Client {
+        router: build_router(state.clone()),
+    };
+    let admin = login_admin(&app).await;
+
+    // A lock holds every read of employees.
+    let DatabaseUrl::Postgres(secret_url) = &url else {
+        unreachable!()
+    };
+    let mut blocker = PgConnection::connect(secret_url.expose()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE employees IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let res = app
+        .call(Method::GET, "/employees/1", Some(&admin), None)
+        .await;
+    assert_unavailable(&res);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing of this app still runs in the database.
+    let mut admin_conn = PgConnection::connect(&admin_url).await.unwrap();
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' \
+         AND pid <> $2",
+    )
+    .bind(&schema)
+    .bind(
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut blocker)
+            .await
+            .unwrap(),
+    )
+    .fetch_one(&mut admin_conn)
+    .await
+    .unwrap();
+    assert_eq!(running, 0, "a cancelled statement still runs");
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    // A cancelled statement is no outage: the next read is served at once.
+    assert_eq!(app.get("/employees/1", &admin).await, StatusCode::NOT_FOUND);
+    state.db.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut admin_conn)
+    .await
+    .unwrap();
 }
