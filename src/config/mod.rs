@@ -55,6 +55,12 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub ipv6_prefix_length: u8,
     pub max_offset: u64,
+    pub refresh_idle: Duration,
+    pub refresh_absolute: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub require_if_match: bool,
+    pub idempotency_ttl: Duration,
+    pub deleted_retention: Duration,
     pub hash_concurrency: usize,
     pub db_max_connections: u32,
     pub log_format: LogFormat,
@@ -200,6 +206,21 @@ impl Config {
                 crate::domain::listing::OFFSET_CEILING
             ));
         }
+        if !(1..=365 * 24 * 60).contains(&s.refresh_token_idle_minutes) {
+            return err("REFRESH_TOKEN_IDLE_MINUTES: must be between 1 and 525600 (a year)");
+        }
+        if !(1..=365).contains(&s.refresh_token_absolute_days) {
+            return err("REFRESH_TOKEN_ABSOLUTE_DAYS: must be between 1 and 365");
+        }
+        if s.refresh_reuse_grace_seconds > 300 {
+            return err("REFRESH_REUSE_GRACE_SECONDS: must be at most 300");
+        }
+        if !(1..=24 * 30).contains(&s.idempotency_ttl_hours) {
+            return err("IDEMPOTENCY_TTL_HOURS: must be between 1 and 720");
+        }
+        if !(1..=3650).contains(&s.deleted_retention_days) {
+            return err("DELETED_RETENTION_DAYS: must be between 1 and 3650");
+        }
         if s.db_max_connections < MIN_DB_CONNECTIONS {
             return err(format!(
                 "DB_MAX_CONNECTIONS: must be at least {MIN_DB_CONNECTIONS}"
@@ -247,6 +268,12 @@ impl Config {
             max_connections_per_ip: s.max_connections_per_ip,
             ipv6_prefix_length: s.ipv6_prefix_length,
             max_offset: s.max_offset,
+            refresh_idle: Duration::from_secs(s.refresh_token_idle_minutes * 60),
+            refresh_absolute: Duration::from_secs(s.refresh_token_absolute_days * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(s.refresh_reuse_grace_seconds),
+            require_if_match: s.require_if_match,
+            idempotency_ttl: Duration::from_secs(s.idempotency_ttl_hours * 3600),
+            deleted_retention: Duration::from_secs(s.deleted_retention_days * 24 * 3600),
             hash_concurrency,
             db_max_connections: s.db_max_connections,
             log_format: s.log_format,

@@ -151,6 +151,50 @@ pub struct Settings {
     /// IPv6 clients are counted per network of this prefix length in every budget (1..=128).
     #[arg(long, global = true, env = "IPV6_PREFIX_LENGTH", default_value_t = 64)]
     pub ipv6_prefix_length: u8,
+    /// Minutes a refresh token stays usable without being used (each refresh starts it again).
+    #[arg(
+        long,
+        global = true,
+        env = "REFRESH_TOKEN_IDLE_MINUTES",
+        default_value_t = 7 * 24 * 60
+    )]
+    pub refresh_token_idle_minutes: u64,
+    /// Days a session (and its refresh tokens) lasts at most, however often it is refreshed.
+    #[arg(
+        long,
+        global = true,
+        env = "REFRESH_TOKEN_ABSOLUTE_DAYS",
+        default_value_t = 30
+    )]
+    pub refresh_token_absolute_days: u64,
+    /// Seconds during which a refresh token already exchanged still yields the same successor
+    /// (concurrent refreshes by one client), instead of counting as theft.
+    #[arg(
+        long,
+        global = true,
+        env = "REFRESH_REUSE_GRACE_SECONDS",
+        default_value_t = 10
+    )]
+    pub refresh_reuse_grace_seconds: u64,
+    /// Require `If-Match` on PATCH and DELETE of an employee (428 without it).
+    #[arg(long, global = true, env = "REQUIRE_IF_MATCH", default_value_t = false)]
+    pub require_if_match: bool,
+    /// Hours a response stored for an `Idempotency-Key` is replayed.
+    #[arg(
+        long,
+        global = true,
+        env = "IDEMPOTENCY_TTL_HOURS",
+        default_value_t = 24
+    )]
+    pub idempotency_ttl_hours: u64,
+    /// Days a deleted employee stays restorable before it is erased.
+    #[arg(
+        long,
+        global = true,
+        env = "DELETED_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub deleted_retention_days: u64,
     /// The largest `offset` of a list page; deeper pages are reached by the `Link` cursor.
     #[arg(long, global = true, env = "MAX_OFFSET", default_value_t = 10_000)]
     pub max_offset: u64,
