@@ -3,7 +3,8 @@
 use axum::http::StatusCode;
 use employee_api::{
     cli::Cli,
-    config::{Config, DatabaseUrl},
+    config::{Config, DatabaseUrl, Secret},
+    domain::username::Username,
     server::secret_file_for,
 };
 
@@ -23,6 +24,54 @@ db_test!(
         assert_eq!(admins.len(), 1);
         assert!(admins[0].is_admin);
         assert_eq!(admins[0].username.as_str(), "admin");
+    }
+);
+
+db_test!(
+    a_restart_creates_no_admin_and_resets_no_password_when_one_exists,
+    |app| {
+        // Two restarts on the same database: one with another ADMIN_PASSWORD, one with another
+        // ADMIN_USERNAME and password as well.
+        let (_, other_password) = app
+            .second_instance(|c| {
+                c.admin_password = Some(Secret::new("another-root-passphrase-9931"))
+            })
+            .await;
+        let (_, other_admin) = app
+            .second_instance(|c| {
+                c.admin_username = Username::parse("boss").expect("valid username");
+                c.admin_password = Some(Secret::new("a-third-root-passphrase-5521"));
+            })
+            .await;
+        for (case, instance) in [
+            ("new password", &other_password),
+            ("new admin", &other_admin),
+        ] {
+            assert_eq!(
+                instance
+                    .login_raw(ADMIN_USERNAME, "another-root-passphrase-9931")
+                    .await
+                    .status,
+                StatusCode::UNAUTHORIZED,
+                "{case}: the admin's password was reset"
+            );
+            assert_eq!(
+                instance
+                    .login_raw("boss", "a-third-root-passphrase-5521")
+                    .await
+                    .status,
+                StatusCode::UNAUTHORIZED,
+                "{case}: a second admin was created"
+            );
+            instance.login(ADMIN_USERNAME, ADMIN_PASSWORD).await;
+        }
+        let admin = app.admin_token().await;
+        let users = app.get("/users/", Some(&admin)).await.json();
+        assert_eq!(
+            users,
+            serde_json::json!([{"id": users[0]["id"], "username": "admin", "is_admin": true}]),
+            "exactly the one administrator"
+        );
     }
 );
 

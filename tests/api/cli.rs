@@ -1,57 +1,38 @@
-//! The command line, run as the real binary: subcommands, configuration precedence, metrics,
-//! graceful shutdown.
+//! The command line, run as the real binary: subcommands, configuration (precedence, files,
+//! ranges), and, with a server started by `helpers::server::Server`, the health check,
+//! metrics and graceful shutdown.
 
-use crate::helpers::free_port;
 use std::{
-    io::Write,
-    path::Path,
-    process::{Command, Output, Stdio},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_employee-api");
+use serde_json::{Value, json};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-/// Runs the binary in `dir` with a SQLite database there, and `stdin` on its standard input.
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}/e.db", dir.display()))
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use crate::helpers::{
+    net::{connection_refused, listening_addrs, read_response, wait_until_server_has_read},
+    server::{Server, config_value, run_cli, stderr, stdout},
+};
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+const ADMIN_PW: &str = "cli-test-root-passphrase";
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
 }
 
 #[test]
 fn migrate_applies_and_reports_status() {
     let dir = tempfile::tempdir().unwrap();
-    let status = run(dir.path(), &["migrate", "--status"], &[], "");
+    let status = run_cli(dir.path(), &["migrate", "--status"], &[], "");
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(stdout(&status).contains("pending"), "{}", stdout(&status));
-    assert!(run(dir.path(), &["migrate"], &[], "").status.success());
-    let status = run(dir.path(), &["migrate", "--status"], &[], "");
+    assert!(run_cli(dir.path(), &["migrate"], &[], "").status.success());
+    let status = run_cli(dir.path(), &["migrate", "--status"], &[], "");
     assert!(
         stdout(&status).contains("applied") && !stdout(&status).contains("pending"),
         "{}",
@@ -63,7 +44,7 @@ fn migrate_applies_and_reports_status() {
 fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = run(
+    let out = run_cli(
         d,
         &["user", "create", "Carol", "--admin"],
         &[],
@@ -71,7 +52,7 @@ fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("created user carol"));
-    let out = run(d, &["user", "create", "dave"], &[], "short\n");
+    let out = run_cli(d, &["user", "create", "dave"], &[], "short\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("password"), "{}", stderr(&out));
     assert!(
@@ -79,7 +60,7 @@ fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
         "the password is not echoed"
     );
     assert!(
-        run(
+        run_cli(
             d,
             &["user", "create", "dave"],
             &[],
@@ -88,7 +69,7 @@ fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
         .status
         .success()
     );
-    let dup = run(
+    let dup = run_cli(
         d,
         &["user", "create", "DAVE"],
         &[],
@@ -96,12 +77,12 @@ fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
     );
     assert!(stderr(&dup).contains("already exists"));
     assert!(
-        run(d, &["user", "promote", "dave"], &[], "")
+        run_cli(d, &["user", "promote", "dave"], &[], "")
             .status
             .success()
     );
     assert!(
-        run(
+        run_cli(
             d,
             &["user", "set-password", "dave"],
             &[],
@@ -110,17 +91,19 @@ fn user_commands_create_list_promote_and_delete_with_password_from_stdin() {
         .status
         .success()
     );
-    let list = stdout(&run(d, &["user", "list"], &[], ""));
+    let list = stdout(&run_cli(d, &["user", "list"], &[], ""));
     assert!(list.contains("carol") && list.contains("dave"), "{list}");
     assert_eq!(list.matches("admin").count(), 2, "{list}");
     assert!(
-        run(d, &["user", "delete", "dave"], &[], "")
+        run_cli(d, &["user", "delete", "dave"], &[], "")
             .status
             .success()
     );
-    assert!(!stdout(&run(d, &["user", "list"], &[], "")).contains("dave"));
+    assert!(!stdout(&run_cli(d, &["user", "list"], &[], "")).contains("dave"));
     assert_eq!(
-        run(d, &["user", "delete", "dave"], &[], "").status.code(),
+        run_cli(d, &["user", "delete", "dave"], &[], "")
+            .status
+            .code(),
         Some(1)
     );
 }
@@ -130,29 +113,29 @@ fn employees_import_and_export_round_trip_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/employees.csv");
-    let dry = run(d, &["employees", "import", sample, "--dry-run"], &[], "");
+    let dry = run_cli(d, &["employees", "import", sample, "--dry-run"], &[], "");
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stdout(&dry).contains("checked 5 rows"), "{}", stdout(&dry));
-    let export = run(d, &["employees", "export"], &[], "");
+    let export = run_cli(d, &["employees", "export"], &[], "");
     assert_eq!(stdout(&export).lines().count(), 1, "dry run stored nothing");
     assert!(
-        run(d, &["employees", "import", sample], &[], "")
+        run_cli(d, &["employees", "import", sample], &[], "")
             .status
             .success()
     );
-    let again = run(d, &["employees", "import", sample], &[], "");
+    let again = run_cli(d, &["employees", "import", sample], &[], "");
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr(&again).contains("line 2: emp_id 1001 already exists"),
         "{}",
         stderr(&again)
     );
-    let export = run(d, &["employees", "export", "--format", "csv"], &[], "");
+    let export = run_cli(d, &["employees", "export", "--format", "csv"], &[], "");
     assert_eq!(
         stdout(&export).replace("\r\n", "\n"),
         std::fs::read_to_string(sample).unwrap()
     );
-    let ndjson = run(
+    let ndjson = run_cli(
         d,
         &["employees", "export", "--format", "ndjson", "--city", "ZÜR"],
         &[],
@@ -163,12 +146,90 @@ fn employees_import_and_export_round_trip_through_the_cli() {
 }
 
 #[test]
+fn employees_import_can_skip_or_update_existing_rows_and_export_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/employees.csv");
+    let first = d.join("first.csv");
+    std::fs::write(
+        &first,
+        "emp_id,emp_name,city,country,emp_dob\n1001,Old Name,Oslo,Norway,1950-01-01\n",
+    )
+    .unwrap();
+    assert!(
+        run_cli(
+            d,
+            &["employees", "import", first.to_str().unwrap()],
+            &[],
+            ""
+        )
+        .status
+        .success()
+    );
+    let skip = run_cli(
+        d,
+        &["employees", "import", sample, "--on-conflict", "skip"],
+        &[],
+        "",
+    );
+    assert!(skip.status.success(), "{}", stderr(&skip));
+    assert!(
+        stdout(&skip).contains("4 written, 1 skipped"),
+        "{}",
+        stdout(&skip)
+    );
+    let exported = d.join("out/export.csv");
+    std::fs::create_dir(d.join("out")).unwrap();
+    let out = run_cli(
+        d,
+        &["employees", "export", "-o", exported.to_str().unwrap()],
+        &[],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        kept.contains("1001,Old Name,Oslo"),
+        "skip kept the row:\n{kept}"
+    );
+    assert_eq!(kept.lines().count(), 6, "{kept}");
+
+    let update = run_cli(
+        d,
+        &["employees", "import", sample, "--on-conflict", "update"],
+        &[],
+        "",
+    );
+    assert!(update.status.success(), "{}", stderr(&update));
+    let out = run_cli(
+        d,
+        &[
+            "employees",
+            "export",
+            "--output",
+            exported.to_str().unwrap(),
+        ],
+        &[],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "the export went to the file, not stdout");
+    assert_eq!(
+        std::fs::read_to_string(&exported)
+            .unwrap()
+            .replace("\r\n", "\n"),
+        std::fs::read_to_string(sample).unwrap(),
+        "update replaced the row's fields"
+    );
+}
+
+#[test]
 fn bad_import_rows_are_reported_by_line_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let file = d.join("bad.csv");
     std::fs::write(&file, "emp_id,emp_name,city,country,emp_dob\n1,A,B,C,1990-01-01\n2,A,B,C,2999-01-01\n0,,B,C,1990-01-01\n").unwrap();
-    let out = run(d, &["employees", "import", file.to_str().unwrap()], &[], "");
+    let out = run_cli(d, &["employees", "import", file.to_str().unwrap()], &[], "");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -181,7 +242,7 @@ fn bad_import_rows_are_reported_by_line_and_nothing_is_stored() {
     );
     assert!(err.contains("nothing was imported"));
     assert_eq!(
-        stdout(&run(d, &["employees", "export"], &[], ""))
+        stdout(&run_cli(d, &["employees", "export"], &[], ""))
             .lines()
             .count(),
         1
@@ -202,14 +263,8 @@ fn configuration_precedence_is_flag_then_env_then_dotenv_then_file() {
         "RATE_LIMIT_PER_MINUTE=22\nJWT_SECRET_KEY=dotenv-secret-that-is-long-enough-xx\n",
     )
     .unwrap();
-    let get = |out: &Output, key: &str| {
-        stdout(out)
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_owned)
-            .unwrap_or_default()
-    };
-    let out = run(d, &["config"], &[], "");
+    let get = |out: &std::process::Output, key: &str| config_value(out, key).unwrap_or_default();
+    let out = run_cli(d, &["config"], &[], "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         get(&out, "RATE_LIMIT_PER_MINUTE"),
@@ -228,13 +283,13 @@ fn configuration_precedence_is_flag_then_env_then_dotenv_then_file() {
         "secrets are masked"
     );
     assert!(!stdout(&out).contains("dotenv-secret"));
-    let out = run(d, &["config"], &[("RATE_LIMIT_PER_MINUTE", "33")], "");
+    let out = run_cli(d, &["config"], &[("RATE_LIMIT_PER_MINUTE", "33")], "");
     assert_eq!(
         get(&out, "RATE_LIMIT_PER_MINUTE"),
         "33",
         "the environment beats .env"
     );
-    let out = run(
+    let out = run_cli(
         d,
         &["config", "--rate-limit-per-minute", "44"],
         &[("RATE_LIMIT_PER_MINUTE", "33")],
@@ -246,28 +301,112 @@ fn configuration_precedence_is_flag_then_env_then_dotenv_then_file() {
         "a flag beats everything"
     );
     std::fs::write(d.join("employee-api.toml"), "no_such_setting = 1\n").unwrap();
-    let out = run(d, &["config"], &[], "");
+    let out = run_cli(d, &["config"], &[], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no_such_setting"));
+}
+
+#[test]
+fn a_config_file_can_be_named_with_the_flag_or_employee_api_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("employee-api.toml"), "rate_limit_per_minute = 11\n").unwrap();
+    std::fs::create_dir(d.join("etc")).unwrap();
+    std::fs::write(d.join("etc/flag.toml"), "rate_limit_per_minute = 22\n").unwrap();
+    std::fs::write(d.join("etc/env.toml"), "rate_limit_per_minute = 33\n").unwrap();
+    let flag = d.join("etc/flag.toml");
+    let env = d.join("etc/env.toml");
+    let rate = |out: &std::process::Output| {
+        assert!(out.status.success(), "{}", stderr(out));
+        config_value(out, "RATE_LIMIT_PER_MINUTE").unwrap_or_default()
+    };
+    assert_eq!(
+        rate(&run_cli(d, &["config"], &[], "")),
+        "11",
+        "the default file in the working directory"
+    );
+    assert_eq!(
+        rate(&run_cli(
+            d,
+            &["config", "--config", flag.to_str().unwrap()],
+            &[],
+            ""
+        )),
+        "22",
+        "--config PATH"
+    );
+    assert_eq!(
+        rate(&run_cli(
+            d,
+            &["config"],
+            &[("EMPLOYEE_API_CONFIG", env.to_str().unwrap())],
+            ""
+        )),
+        "33",
+        "EMPLOYEE_API_CONFIG"
+    );
+    assert_eq!(
+        rate(&run_cli(
+            d,
+            &["config", "--config", flag.to_str().unwrap()],
+            &[("EMPLOYEE_API_CONFIG", env.to_str().unwrap())],
+            ""
+        )),
+        "22",
+        "the flag beats the variable"
+    );
+    // A named file that is not there is an error, not a silent default.
+    let out = run_cli(d, &["config", "--config", "etc/missing.toml"], &[], "");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
 }
 
 #[test]
 fn secrets_can_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("jwt"), format!("{}\n", "f".repeat(48))).unwrap();
-    let path = d.join("jwt");
-    let out = run(
+    let jwt = d.join("jwt");
+    let admin = d.join("admin");
+    std::fs::write(&jwt, format!("{}\n", "f".repeat(48))).unwrap();
+    std::fs::write(&admin, "a root passphrase from a file\n").unwrap();
+    let out = run_cli(
         d,
         &["config"],
         &[
-            ("JWT_SECRET_KEY_FILE", path.to_str().unwrap()),
+            ("JWT_SECRET_KEY_FILE", jwt.to_str().unwrap()),
             ("JWT_ALGORITHM", "HS384"),
+            ("ADMIN_PASSWORD_FILE", admin.to_str().unwrap()),
         ],
         "",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(
+    assert_eq!(
+        config_value(&out, "JWT_SECRET_KEY").as_deref(),
+        Some("*** (set)")
+    );
+    assert_eq!(
+        config_value(&out, "ADMIN_PASSWORD").as_deref(),
+        Some("*** (set)")
+    );
+    assert!(!stdout(&out).contains("fff"), "{}", stdout(&out));
+    // The file is really read: 40 bytes are too few for HS384 (48), and the message says so.
+    std::fs::write(&jwt, format!("{}\n", "f".repeat(40))).unwrap();
+    let out = run_cli(
+        d,
+        &["config"],
+        &[
+            ("JWT_SECRET_KEY_FILE", jwt.to_str().unwrap()),
+            ("JWT_ALGORITHM", "HS384"),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("JWT_SECRET_KEY: must be at least 48 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_cli(
         d,
         &["config"],
         &[("JWT_SECRET_KEY_FILE", "/nonexistent/secret")],
@@ -282,54 +421,196 @@ fn secrets_can_come_from_files() {
 }
 
 #[tokio::test]
-async fn healthcheck_metrics_and_graceful_shutdown() {
+async fn the_admin_password_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-password");
+    std::fs::write(&file, "a root passphrase from a file\n").unwrap();
+    let server = Server::builder()
+        .in_dir(dir.path())
+        .env("ADMIN_PASSWORD_FILE", file.to_str().unwrap())
+        .start()
+        .await;
+    let client = client();
+    let login = |password: &'static str| {
+        client
+            .post(server.url("/auth/token"))
+            .form(&[("username", "admin"), ("password", password)])
+            .send()
+    };
+    assert_eq!(
+        login("a root passphrase from a file")
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the file's password, without its newline"
+    );
+    assert_eq!(
+        login("a root passphrase from a file\n")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let output = server.stop().await.output;
+    assert!(
+        !output.contains("generated password"),
+        "a password was generated although the file gave one:\n{output}"
+    );
+    assert!(
+        !output.contains("a root passphrase from a file"),
+        "{output}"
+    );
+}
+
+#[test]
+fn access_token_expire_minutes_is_accepted_from_1_to_1440_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for (minutes, accepted) in [("0", false), ("1", true), ("1440", true), ("1441", false)] {
+        let out = run_cli(
+            dir.path(),
+            &["config"],
+            &[("ACCESS_TOKEN_EXPIRE_MINUTES", minutes)],
+            "",
+        );
+        if accepted {
+            assert!(out.status.success(), "{minutes}: {}", stderr(&out));
+            assert_eq!(
+                config_value(&out, "ACCESS_TOKEN_EXPIRE_MINUTES").as_deref(),
+                Some(minutes)
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{minutes}: {}", stdout(&out));
+            assert!(
+                stderr(&out).contains("ACCESS_TOKEN_EXPIRE_MINUTES"),
+                "{minutes}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn user_demote_takes_the_admin_rights_away_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let metrics_port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let env = [
-        ("BIND_ADDR", bind.as_str()),
-        ("METRICS_ADDR", metrics_addr.as_str()),
-        ("ADMIN_PASSWORD", "cli-test-root-passphrase"),
-    ];
-    // Not running yet: the health check fails.
-    assert_eq!(run(d, &["healthcheck"], &env, "").status.code(), Some(1));
+    let out = run_cli(
+        d,
+        &["user", "create", "carol", "--admin"],
+        &[],
+        "a long enough passphrase\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = Server::builder()
+        .in_dir(d)
+        .env("ADMIN_PASSWORD", ADMIN_PW)
+        .start()
+        .await;
+    let client = client();
+    let token = client
+        .post(server.url("/auth/token"))
+        .form(&[
+            ("username", "carol"),
+            ("password", "a long enough passphrase"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .expect("carol logs in")
+        .to_owned();
+    let users = || client.get(server.url("/users/")).bearer_auth(&token).send();
+    assert_eq!(users().await.unwrap().status(), 200, "carol is an admin");
 
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(d)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}/e.db", d.display()))
-        .env("REQUEST_TIMEOUT_SECONDS", "30")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("http://{bind}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(run(d, &["healthcheck"], &env, "").status.success());
+    let out = run_cli(d, &["user", "demote", "carol"], &[], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The running server sees it on the next request, with the same token.
+    assert_eq!(users().await.unwrap().status(), 403, "carol was demoted");
+    let list = stdout(&run_cli(d, &["user", "list"], &[], ""));
+    let carol = list
+        .lines()
+        .find(|l| l.contains("carol"))
+        .unwrap_or_else(|| panic!("carol missing from:\n{list}"));
+    assert!(!carol.contains("admin"), "{list}");
+    assert_eq!(
+        run_cli(d, &["user", "demote", "nobody"], &[], "")
+            .status
+            .code(),
+        Some(1)
+    );
+}
 
-    // Metrics are on their own listener, not on the API port.
+#[tokio::test]
+async fn healthcheck_exits_0_while_the_server_is_ready_and_1_once_it_has_stopped() {
+    let server = Server::start(&[("ADMIN_PASSWORD", ADMIN_PW)]).await;
+    let bind = server.addr.to_string();
+    let env = [("BIND_ADDR", bind.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(dir.path(), &["healthcheck"], &env, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ready");
+    let stopped = server.stop().await;
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
+    let out = run_cli(dir.path(), &["healthcheck"], &env, "");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&bind), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn sigint_stops_the_server_gracefully_too() {
+    let server = Server::start(&[("ADMIN_PASSWORD", ADMIN_PW)]).await;
+    server.sigint().await;
+    let stopped = server.wait_for_exit().await;
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
+    assert!(
+        stopped.output.contains("shutdown signal received") && stopped.output.contains("stopped"),
+        "{}",
+        stopped.output
+    );
+}
+
+/// The server's metrics listener: the other address it listens on (METRICS_ADDR port 0).
+fn metrics_addr(server: &Server) -> SocketAddr {
+    let others: Vec<SocketAddr> = listening_addrs(server.pid())
+        .into_iter()
+        .filter(|a| *a != server.addr)
+        .collect();
+    assert_eq!(others.len(), 1, "listeners besides the API: {others:?}");
+    others[0]
+}
+
+/// The value of the sample `series` (name and labels exactly as printed) in Prometheus text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_only() {
+    let server = Server::start(&[
+        ("ADMIN_PASSWORD", ADMIN_PW),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+    ])
+    .await;
+    let client = client();
+    let metrics_url = format!("http://{}/metrics", metrics_addr(&server));
     assert_eq!(
         client
-            .get(format!("{base}/metrics"))
+            .get(server.url("/metrics"))
             .send()
             .await
             .unwrap()
             .status(),
-        404
+        404,
+        "not on the API port"
     );
     let metrics = client
-        .get(format!("http://{metrics_addr}/metrics"))
+        .get(&metrics_url)
         .send()
         .await
         .unwrap()
@@ -345,65 +626,133 @@ async fn healthcheck_metrics_and_graceful_shutdown() {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
     assert!(metrics.contains(r#"route="/healthz""#), "{metrics}");
-
-    // A slow request in flight when SIGTERM arrives still completes; the process exits 0.
-    let slow = {
-        let client = client.clone();
-        let url = format!("{base}/auth/register");
-        tokio::spawn(async move {
-            // A body that arrives slowly keeps the request in flight.
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-            let body = reqwest::Body::wrap_stream(ReceiverStream(rx));
-            let sender = tokio::spawn(async move {
-                tx.send(Ok(br#"{"username": "late_user", "#.to_vec()))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                tx.send(Ok(br#""password": "a late but valid passphrase"}"#.to_vec()))
-                    .await
-                    .unwrap();
-            });
-            let res = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            sender.await.unwrap();
-            res.map(|r| r.status().as_u16())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = slow.await.unwrap().expect("in-flight request answered");
-    assert_eq!(status, 201, "the in-flight request finished normally");
-    let deadline = Instant::now() + Duration::from_secs(25);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(exit.code(), Some(0));
 }
 
-/// Adapts a tokio channel to the `Stream` reqwest wants, without extra crates.
-struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>);
-
-impl futures_util::Stream for ReceiverStream {
-    type Item = Result<Vec<u8>, std::io::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+#[tokio::test]
+async fn metrics_count_failed_and_throttled_logins_and_rate_limit_rejections() {
+    let server = Server::start(&[
+        ("ADMIN_PASSWORD", ADMIN_PW),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        // One failed login locks the account for the hour; one registration per address;
+        // six requests a minute per address.
+        ("LOGIN_FREE_FAILURES", "1"),
+        ("LOGIN_MAX_FAILURES_PER_HOUR", "1"),
+        ("REGISTER_BURST", "1"),
+        ("REGISTER_PER_HOUR", "1"),
+        ("RATE_LIMIT_PER_MINUTE", "6"),
+    ])
+    .await;
+    let client = client();
+    let login = || {
+        client
+            .post(server.url("/auth/token"))
+            .form(&[("username", "admin"), ("password", "not the password")])
+            .send()
+    };
+    let register = |name: &str| {
+        client
+            .post(server.url("/auth/register"))
+            .json(&json!({"username": name, "password": "a perfectly fine passphrase"}))
+            .send()
+    };
+    let mut statuses = vec![
+        login().await.unwrap().status().as_u16(),
+        login().await.unwrap().status().as_u16(),
+        register("alice").await.unwrap().status().as_u16(),
+        register("bob").await.unwrap().status().as_u16(),
+    ];
+    for _ in 0..3 {
+        statuses.push(
+            client
+                .get(server.url("/"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
     }
+    assert_eq!(statuses, [401, 429, 201, 429, 200, 200, 429]);
+
+    let metrics = client
+        .get(format!("http://{}/metrics", metrics_addr(&server)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (series, expected) in [
+        ("auth_login_failures_total", 1.0),
+        ("auth_login_throttled_total", 1.0),
+        (r#"rate_limit_rejections_total{limit="registration"}"#, 1.0),
+        (r#"rate_limit_rejections_total{limit="request"}"#, 1.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, series),
+            Some(expected),
+            "{series} in:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_turns_readyz_503_closes_the_listener_and_lets_in_flight_requests_finish() {
+    let server = Server::start(&[("ADMIN_PASSWORD", ADMIN_PW)]).await;
+    let addr = server.addr;
+    // An upload in flight: the head and half the body sent, the rest held back.
+    let body = r#"{"username": "late_user", "password": "a late but valid passphrase"}"#;
+    let (first_half, second_half) = body.split_at(body.len() / 2);
+    let mut upload = TcpStream::connect(addr).await.unwrap();
+    upload
+        .write_all(
+            format!(
+                "POST /auth/register HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first_half}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A readiness probe whose connection is open and whose request has begun: the request
+    // line sent, the rest of the head held back.
+    let mut probe = TcpStream::connect(addr).await.unwrap();
+    probe.write_all(b"GET /readyz HTTP/1.1\r\n").await.unwrap();
+    // Both are the server's before the signal: it has read all they sent.
+    wait_until_server_has_read(addr, &upload).await;
+    wait_until_server_has_read(addr, &probe).await;
+
+    server.sigterm().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connection_refused(addr).await {
+        assert!(
+            Instant::now() < deadline,
+            "the listener was still open 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The probe, completed during the shutdown: not ready.
+    probe
+        .write_all(format!("Host: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let ready = read_response(&mut probe).await;
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert_eq!(ready.json()["detail"], "Shutting down", "{ready:?}");
+    assert!(ready.header("retry-after").is_some(), "{ready:?}");
+
+    // The upload, completed during the shutdown: served in full.
+    upload.write_all(second_half.as_bytes()).await.unwrap();
+    let created = read_response(&mut upload).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json()["username"], "late_user");
+
+    let stopped = server.wait_for_exit().await;
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
+    assert!(
+        stopped.output.contains("shutdown signal received"),
+        "{}",
+        stopped.output
+    );
 }

@@ -69,8 +69,6 @@ db_test!(
     every_create_validation_rule_returns_422_at_its_field,
     |app| {
         let admin = app.admin_token().await;
-        let tomorrow =
-            (time::OffsetDateTime::now_utc().date() + time::Duration::days(1)).to_string();
         let cases: Vec<(&str, Value, &str)> = vec![
             ("emp_id zero", with_field("emp_id", json!(0)), "body.emp_id"),
             (
@@ -134,11 +132,6 @@ db_test!(
                 "body.country",
             ),
             (
-                "dob tomorrow",
-                with_field("emp_dob", json!(tomorrow)),
-                "body.emp_dob",
-            ),
-            (
                 "dob before 1900",
                 with_field("emp_dob", json!("1899-12-31")),
                 "body.emp_dob",
@@ -183,13 +176,57 @@ db_test!(
             StatusCode::NOT_FOUND,
             "nothing was stored"
         );
+
+        // Tomorrow, by the date the server reads too: an attempt that straddles midnight UTC
+        // proves nothing (the server may have judged it a day later) and is made again.
+        let app = &app;
+        let res = on_one_utc_day(|today| {
+            let admin = admin.clone();
+            async move {
+                let tomorrow = (today + time::Duration::days(1)).to_string();
+                let res = app
+                    .post_json(
+                        "/employees/",
+                        Some(&admin),
+                        with_field("emp_dob", json!(tomorrow)),
+                    )
+                    .await;
+                if res.status == StatusCode::CREATED {
+                    app.delete("/employees/100", Some(&admin)).await;
+                }
+                res
+            }
+        })
+        .await;
+        assert_eq!(res.error_locs(), ["body.emp_dob"], "dob tomorrow");
     }
 );
 
 db_test!(dob_of_today_and_of_1900_01_01_are_accepted, |app| {
     let admin = app.admin_token().await;
-    let today = time::OffsetDateTime::now_utc().date().to_string();
-    app.create_employee(&admin, 1, "A", "B", "C", &today).await;
+    // Today by the date the server reads too (see `on_one_utc_day`); each attempt has its own
+    // emp_id, the day's number, so one that straddled midnight does not get in the way.
+    let app = &app;
+    let (today, res) = on_one_utc_day(|today| {
+        let admin = admin.clone();
+        async move {
+            let emp_id = u64::try_from(today.to_julian_day()).expect("a positive day number");
+            let mut body = employee_body(emp_id);
+            body["emp_dob"] = json!(today.to_string());
+            (
+                today,
+                app.post_json("/employees/", Some(&admin), body).await,
+            )
+        }
+    })
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "dob {today}: {}",
+        res.text()
+    );
+    assert_eq!(res.json()["emp_dob"], today.to_string());
     app.create_employee(&admin, 2, "A", "B", "C", "1900-01-01")
         .await;
 });
@@ -221,31 +258,6 @@ db_test!(
         assert!(res.detail().contains("application/json"));
     }
 );
-
-db_test!(body_over_one_mebibyte_returns_413, |app| {
-    let admin = app.admin_token().await;
-    let big = format!("{{\"emp_name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/employees/")
-        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(big.clone()))
-        .unwrap();
-    let res = app.send_request(req).await;
-    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(res.detail(), "Request body too large");
-    // Chunked: no Content-Length, so only the reading stops it.
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/employees/")
-        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(chunked_body(big.into_bytes(), 64 * 1024))
-        .unwrap();
-    let res = app.send_request(req).await;
-    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
-});
 
 db_test!(
     get_with_a_bad_emp_id_returns_422_and_a_missing_one_404,
@@ -294,36 +306,6 @@ db_test!(patch_changes_only_the_fields_sent, |app| {
     assert_eq!(res.json(), after, "an empty patch changes nothing");
 });
 
-db_test!(patch_rejects_null_emp_id_id_and_unknown_fields, |app| {
-    let admin = app.admin_token().await;
-    let before = app
-        .create_employee(&admin, 6, "Eve", "Paris", "France", "1970-03-03")
-        .await;
-    let cases = [
-        (json!({"city": null}), "body.city"),
-        (json!({"emp_id": 7}), "body.emp_id"),
-        (json!({"id": before["id"]}), "body.id"),
-        (json!({"nickname": "E"}), "body.nickname"),
-        (json!({"emp_dob": "2999-01-01"}), "body.emp_dob"),
-        (json!({"emp_name": ""}), "body.emp_name"),
-    ];
-    for (body, loc) in cases {
-        let res = app
-            .patch_json("/employees/6", Some(&admin), body.clone())
-            .await;
-        assert_eq!(res.error_locs(), vec![loc], "{body}");
-    }
-    assert_eq!(
-        app.get("/employees/6", Some(&admin)).await.json(),
-        before,
-        "nothing changed"
-    );
-    let res = app
-        .patch_json("/employees/999", Some(&admin), json!({"city": "X"}))
-        .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-});
-
 db_test!(delete_returns_204_with_an_empty_body_then_404, |app| {
     let admin = app.admin_token().await;
     app.create_employee(&admin, 8, "A", "B", "C", "1990-01-01")
@@ -347,24 +329,11 @@ db_test!(
         let admin = app.admin_token().await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..50 {
-            let router = app.router.clone();
-            let token = admin.clone();
+            let (app, token) = (app.instance(), admin.clone());
             tasks.spawn(async move {
-                let req = Request::builder()
-                    .method(Method::POST)
-                    .uri("/employees/")
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
-                        [127, 0, 0, 1],
-                        1,
-                    ))))
-                    .body(Body::from(employee_body(77).to_string()))
-                    .unwrap();
-                tower::ServiceExt::oneshot(router, req)
+                app.post_json("/employees/", Some(&token), employee_body(77))
                     .await
-                    .unwrap()
-                    .status()
+                    .status
             });
         }
         let statuses = tasks.join_all().await;

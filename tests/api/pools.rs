@@ -8,11 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::Body,
-    extract::ConnectInfo,
-    http::{Method, Request, StatusCode, header},
-};
+use axum::http::StatusCode;
 use employee_api::{
     app::AppState,
     config::{Config, DatabaseUrl, Secret},
@@ -20,16 +16,13 @@ use employee_api::{
     router::build_router,
     server::ensure_admin,
 };
-use http_body_util::BodyExt;
-use serde_json::Value;
 use sqlx::{Connection, PgConnection};
-use tower::ServiceExt;
 
 use crate::{
     db_test,
     helpers::{
-        ADMIN_PASSWORD, ADMIN_USERNAME, Backend, SECRET, TestApp, TestResponse, employee_body,
-        fresh_postgres_schema, postgres_url, test_config,
+        Backend, Instance, SECRET, TestApp, TestResponse, employee_body, fresh_postgres_schema,
+        postgres_url, test_config,
     },
 };
 
@@ -199,76 +192,23 @@ fn assert_unavailable(res: &TestResponse) {
     );
 }
 
-/// Requests straight to a router, from any task (the app's own helpers borrow the app).
-#[derive(Clone)]
-struct Client {
-    router: axum::Router,
-}
-
-impl Client {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> TestResponse {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(json) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(json.to_string())
-            }
-            None => Body::empty(),
-        };
-        let mut req = req.body(body).unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
-    }
-
-    async fn get(&self, path: &str, token: &str) -> StatusCode {
-        self.call(Method::GET, path, Some(token), None).await.status
-    }
-}
-
-/// Without `TEST_DATABASE_URL` a PostgreSQL-only test has nothing to run on: skipped locally,
-/// a failure under CI.
-fn no_postgres() {
-    assert!(
-        !matches!(std::env::var("CI").as_deref(), Ok("true" | "1")),
-        "CI=true needs TEST_DATABASE_URL for the PostgreSQL tests"
-    );
-    eprintln!("skipped: TEST_DATABASE_URL is not set");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_hot_read_pool_answers_503_within_the_acquire_timeout_on_postgres() {
+    // Without TEST_DATABASE_URL: skipped, or under CI a failure (`helpers::service_url`).
     let Some(app) = TestApp::configure(smallest_pools)
         .spawn(Backend::Postgres)
         .await
     else {
-        return no_postgres();
+        return;
     };
     let admin = app.admin_token().await;
     create_employees(&app, &admin, 1..=2).await;
-    let client = Client {
-        router: app.router.clone(),
-    };
+    let client = app.instance();
     let blocker = Blocker::lock(&app).await.unwrap();
     // The one hot-read connection waits on the lock with this read...
     let first = {
         let (client, token) = (client.clone(), admin.clone());
-        tokio::spawn(async move { client.get("/employees/1", &token).await })
+        tokio::spawn(async move { client.get("/employees/1", Some(&token)).await.status })
     };
     // ...so, once it is lent, this one finds the pool empty.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -301,7 +241,7 @@ async fn an_exhausted_hot_read_pool_answers_503_within_the_acquire_timeout_on_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_database_drops_every_connection_at_most_the_request_that_noticed_fails() {
     let Some(base) = postgres_url() else {
-        return no_postgres();
+        return;
     };
     let (url, admin_url, schema) = fresh_postgres_schema(&base).await;
     // Tag this app's connections so that only they are cut.
@@ -309,16 +249,14 @@ async fn after_the_database_drops_every_connection_at_most_the_request_that_noti
     let mut config = test_config(url.clone());
     config.db_max_connections = 8;
     let (state, router) = TestApp::start_on(url, config).await;
-    let app = Client { router };
-    let admin = login_admin(&app).await;
+    let app = Instance {
+        router,
+        peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+    };
+    let admin = app.admin_token().await;
     for id in 1..=5 {
         let res = app
-            .call(
-                Method::POST,
-                "/employees/",
-                Some(&admin),
-                Some(employee_body(id)),
-            )
+            .post_json("/employees/", Some(&admin), employee_body(id))
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
     }
@@ -327,9 +265,12 @@ async fn after_the_database_drops_every_connection_at_most_the_request_that_noti
         .map(|i| {
             let (app, token) = (app.clone(), admin.clone());
             tokio::spawn(async move {
-                let one = app.get(&format!("/employees/{}", i % 5 + 1), &token).await;
-                let page = app.get("/employees/?limit=3", &token).await;
-                let me = app.get("/users/me", &token).await;
+                let one = app
+                    .get(&format!("/employees/{}", i % 5 + 1), Some(&token))
+                    .await
+                    .status;
+                let page = app.get("/employees/?limit=3", Some(&token)).await.status;
+                let me = app.get("/users/me", Some(&token)).await.status;
                 (one, page, me)
             })
         })
@@ -368,18 +309,17 @@ async fn after_the_database_drops_every_connection_at_most_the_request_that_noti
     }
 
     // The probe, then every kind of request, reads and writes, in turn.
-    let mut statuses = vec![app.call(Method::GET, "/readyz", None, None).await.status];
+    let mut statuses = vec![app.get("/readyz", None).await.status];
     for i in 0..10_u64 {
-        statuses.push(app.get(&format!("/employees/{}", i % 5 + 1), &admin).await);
-        statuses.push(app.get("/employees/?limit=3", &admin).await);
-        statuses.push(app.get("/users/me", &admin).await);
+        statuses.push(
+            app.get(&format!("/employees/{}", i % 5 + 1), Some(&admin))
+                .await
+                .status,
+        );
+        statuses.push(app.get("/employees/?limit=3", Some(&admin)).await.status);
+        statuses.push(app.get("/users/me", Some(&admin)).await.status);
         let created = app
-            .call(
-                Method::POST,
-                "/employees/",
-                Some(&admin),
-                Some(employee_body(100 + i)),
-            )
+            .post_json("/employees/", Some(&admin), employee_body(100 + i))
             .await;
         statuses.push(created.status);
     }
@@ -405,32 +345,10 @@ async fn after_the_database_drops_every_connection_at_most_the_request_that_noti
     .unwrap();
 }
 
-async fn login_admin(app: &Client) -> String {
-    let form =
-        serde_urlencoded::to_string([("username", ADMIN_USERNAME), ("password", ADMIN_PASSWORD)])
-            .unwrap();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/auth/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .unwrap();
-    let mut req = req;
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
-    let res = app.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_statement_never_outlives_its_request() {
     let Some(base) = postgres_url() else {
-        return no_postgres();
+        return;
     };
     let (url, admin_url, schema) = fresh_postgres_schema(&base).await;
     let url = DatabaseUrl::parse(&format!("{url}&application_name={schema}")).unwrap();
@@ -441,10 +359,11 @@ async fn a_postgres_statement_never_outlives_its_request() {
     db.migrate().await.unwrap();
     let state = AppState::new(test_config(url.clone()), db, &Secret::new(SECRET), &schema).unwrap();
     ensure_admin(&state).await.unwrap();
-    let app = Client {
+    let app = Instance {
         router: build_router(state.clone()),
+        peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
     };
-    let admin = login_admin(&app).await;
+    let admin = app.admin_token().await;
 
     // A lock holds every read of employees.
     let DatabaseUrl::Postgres(secret_url) = &url else {
@@ -457,9 +376,7 @@ async fn a_postgres_statement_never_outlives_its_request() {
         .await
         .unwrap();
     let started = Instant::now();
-    let res = app
-        .call(Method::GET, "/employees/1", Some(&admin), None)
-        .await;
+    let res = app.get("/employees/1", Some(&admin)).await;
     assert_unavailable(&res);
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -485,7 +402,10 @@ async fn a_postgres_statement_never_outlives_its_request() {
     assert_eq!(running, 0, "a cancelled statement still runs");
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
     // A cancelled statement is no outage: the next read is served at once.
-    assert_eq!(app.get("/employees/1", &admin).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/employees/1", Some(&admin)).await.status,
+        StatusCode::NOT_FOUND
+    );
     state.db.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE"

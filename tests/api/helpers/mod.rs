@@ -1,10 +1,31 @@
-//! Test fixtures: a fresh application per test, on SQLite (always) and PostgreSQL (when
-//! `TEST_DATABASE_URL` is set), each in its own database file or schema.
+//! The one helper module every test file uses.
+//!
+//! - here: [`TestApp`], a fresh application per test on SQLite (always) and PostgreSQL (with
+//!   `TEST_DATABASE_URL`), each in its own database file or schema; [`Instance`], requests to
+//!   one router from any task; [`db_test!`], one body run on both backends;
+//! - [`requests`]: request builders, other client addresses, bodies that arrive in pieces or
+//!   never;
+//! - [`asserts`]: what a refusal looks like (401, 403, 422, 429, secure headers, no internals);
+//! - [`tokens`]: JWTs forged exactly as a test needs them;
+//! - [`server`]: the real binary, started on port 0 and read back from its log, and the
+//!   command line;
+//! - [`net`]: loopback plumbing for black-box tests (raw HTTP, the kernel's view of a socket,
+//!   a TCP proxy that can fail on demand).
 
 #![allow(
     dead_code,
     reason = "each test file uses a different subset of the helpers"
 )]
+
+pub mod asserts;
+pub mod net;
+pub mod requests;
+pub mod server;
+pub mod tokens;
+
+pub use asserts::*;
+pub use requests::*;
+pub use tokens::*;
 
 use std::{
     net::SocketAddr,
@@ -14,24 +35,34 @@ use std::{
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::ConnectInfo,
-    http::{HeaderMap, Method, Request, StatusCode, header},
+    http::{HeaderMap, Method, Request, StatusCode},
 };
 use employee_api::{
     app::AppState,
-    config::{Config, DatabaseUrl, Secret},
+    config::{Config, DatabaseUrl, Secret, ThrottleConfig},
     db::Db,
     router::build_router,
     server::ensure_admin,
 };
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 pub const ADMIN_USERNAME: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "test-root-passphrase-4821";
 pub const USER_PASSWORD: &str = "correct horse battery staple";
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Login throttling so generous it never interferes with what a test measures.
+pub const UNTHROTTLED: ThrottleConfig = ThrottleConfig {
+    free_failures: 100_000,
+    max_failures_per_hour: 100_000,
+};
+
+/// Free failures equal to the hourly cap: the third failure locks for the rest of the hour,
+/// so assertions about the lock never race a one-second wait.
+pub const LOCKS_FOR_THE_HOUR_AFTER_3: ThrottleConfig = ThrottleConfig {
+    free_failures: 3,
+    max_failures_per_hour: 3,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -40,7 +71,8 @@ pub enum Backend {
 }
 
 /// Runs a test body once per backend: `db_test!(name, |app| { ... })` makes `name::sqlite` and
-/// `name::postgres` (the latter returns early, printing why, without `TEST_DATABASE_URL`).
+/// `name::postgres`. Without `TEST_DATABASE_URL` the latter prints why and returns, unless
+/// `CI=true`: then it fails (see [`service_url`]).
 #[macro_export]
 macro_rules! db_test {
     ($name:ident, |$app:ident| $body:block) => {
@@ -63,13 +95,41 @@ macro_rules! db_test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let Some($app) = $setup.spawn($crate::helpers::Backend::Postgres).await else {
-                    eprintln!("skipped: TEST_DATABASE_URL is not set");
                     return;
                 };
                 $body
             }
         }
     };
+}
+
+/// Whether this run is CI (`CI=true` or `CI=1`, as `.ci/run` reads it).
+pub fn is_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+/// The URL in `var` when set. Unset: the test prints that it is skipped and gets `None`, except
+/// under CI, where a skipped half of the suite would pass silently: there it fails.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    if let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    assert!(
+        !is_ci(),
+        "CI=true but {var} is not set: the {what} tests would be skipped"
+    );
+    eprintln!("skipped: {var} is not set ({what} tests)");
+    None
+}
+
+/// `TEST_DATABASE_URL`, when PostgreSQL tests should run (see [`service_url`]).
+pub fn postgres_url() -> Option<String> {
+    service_url("TEST_DATABASE_URL", "PostgreSQL")
+}
+
+/// `TEST_REDIS_URL`, when Redis tests should run (see [`service_url`]).
+pub fn redis_url() -> Option<String> {
+    service_url("TEST_REDIS_URL", "Redis")
 }
 
 /// What to change in the test configuration before the app starts.
@@ -111,14 +171,36 @@ impl Drop for Storage {
     }
 }
 
-pub struct TestApp {
+/// Keeps a test database alive; dropping it removes the data.
+pub struct StorageHandle(Storage);
+
+/// One router and the client address its requests appear to come from. Cheap to clone, so a
+/// test can send from many tasks at once, or talk to a second instance of the service.
+#[derive(Clone)]
+pub struct Instance {
     pub router: Router,
+    /// The client address requests appear to come from (unless one carries its own).
+    pub peer: SocketAddr,
+}
+
+/// A fresh application: its router (through [`Instance`], which it dereferences to), its
+/// state, and its database.
+pub struct TestApp {
+    instance: Instance,
     pub state: AppState,
     pub backend: Backend,
     pub database_url: DatabaseUrl,
-    /// The client address requests appear to come from.
-    pub peer: SocketAddr,
+    /// The namespace of this app's keys in Redis (a second instance sharing it shares budgets).
+    pub redis_prefix: String,
     storage: Storage,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Instance;
+
+    fn deref(&self) -> &Instance {
+        &self.instance
+    }
 }
 
 pub struct TestResponse {
@@ -179,7 +261,8 @@ impl TestResponse {
 }
 
 /// The configuration every test starts from: a known secret and admin password, rate limits
-/// off (tests of limits turn them on).
+/// off (tests of limits turn them on). Built from the defaults alone: no test reads the
+/// process environment for its configuration.
 pub fn test_config(database_url: DatabaseUrl) -> Config {
     let mut config = Config::defaults_for(database_url);
     config.jwt_secret = Some(Secret::new(SECRET));
@@ -192,22 +275,13 @@ pub fn test_config(database_url: DatabaseUrl) -> Config {
     config
 }
 
-/// `TEST_DATABASE_URL`, when PostgreSQL tests should run.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-}
-
-/// `TEST_REDIS_URL`, when Redis tests should run.
-pub fn redis_url() -> Option<String> {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-}
-
 fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh Redis key namespace, so tests never see each other's budgets.
+pub fn unique_redis_prefix() -> String {
+    unique_name("employee-api-test")
 }
 
 /// Creates a fresh schema and returns (URL whose connections use it, admin URL, schema).
@@ -250,7 +324,12 @@ impl TestApp {
         Self::configure(|_| {}).spawn(backend).await
     }
 
-    /// A new database location for `backend` (None: PostgreSQL not configured).
+    /// A clone of the app's router and client address, for other tasks.
+    pub fn instance(&self) -> Instance {
+        self.instance.clone()
+    }
+
+    /// A new database location for `backend` (None: PostgreSQL not configured, outside CI).
     pub async fn fresh_database(backend: Backend) -> Option<(DatabaseUrl, StorageHandle)> {
         match backend {
             Backend::Sqlite => {
@@ -274,19 +353,77 @@ impl TestApp {
 
     /// Starts an app on an existing database location (for restart tests).
     pub async fn start_on(database_url: DatabaseUrl, config: Config) -> (AppState, Router) {
+        Self::start_on_with_prefix(database_url, config, &unique_redis_prefix()).await
+    }
+
+    /// As [`TestApp::start_on`], with the Redis keys under `redis_prefix` (instances with the
+    /// same prefix share their budgets).
+    pub async fn start_on_with_prefix(
+        database_url: DatabaseUrl,
+        config: Config,
+        redis_prefix: &str,
+    ) -> (AppState, Router) {
         let db = Db::connect(&database_url, config.db_max_connections)
             .await
             .expect("database opens");
         db.migrate().await.expect("migrations apply");
         let secret = employee_api::server::resolve_secret(&config).expect("secret");
-        let prefix = unique_name("employee-api-test");
-        let state = AppState::new(config, db, &secret, &prefix).expect("state");
+        let state = AppState::new(config, db, &secret, redis_prefix).expect("state");
         ensure_admin(&state).await.expect("admin bootstrap");
         let router = build_router(state.clone());
         (state, router)
     }
 
-    /// Sends a request. `body` is JSON unless a content type is given in `headers`.
+    /// Another instance of the service on this app's database and Redis key namespace, with
+    /// `tweak` applied to the test configuration (so budgets in Redis are shared with `self`).
+    pub async fn second_instance(&self, tweak: impl Fn(&mut Config)) -> (AppState, Instance) {
+        let mut config = test_config(self.database_url.clone());
+        tweak(&mut config);
+        let (state, router) =
+            Self::start_on_with_prefix(self.database_url.clone(), config, &self.redis_prefix).await;
+        (
+            state,
+            Instance {
+                router,
+                peer: self.peer,
+            },
+        )
+    }
+}
+
+impl Setup {
+    pub async fn spawn(&self, backend: Backend) -> Option<TestApp> {
+        let (database_url, StorageHandle(storage)) = TestApp::fresh_database(backend).await?;
+        let mut config = test_config(database_url.clone());
+        (self.tweak)(&mut config);
+        let redis_prefix = unique_redis_prefix();
+        let (state, router) =
+            TestApp::start_on_with_prefix(database_url.clone(), config, &redis_prefix).await;
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed) as u16;
+        Some(TestApp {
+            instance: Instance {
+                router,
+                peer: SocketAddr::from(([127, 0, 0, 1], port)),
+            },
+            state,
+            backend,
+            database_url,
+            redis_prefix,
+            storage,
+        })
+    }
+}
+
+impl Instance {
+    /// The same router, with requests from `peer`.
+    pub fn from(&self, peer: SocketAddr) -> Instance {
+        Instance {
+            router: self.router.clone(),
+            peer,
+        }
+    }
+
+    /// Sends a request. `body` is JSON.
     pub async fn send(
         &self,
         method: Method,
@@ -294,33 +431,16 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> TestResponse {
-        let mut builder = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(value) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Body::from(value.to_string())
-            }
-            None => Body::empty(),
+        let req = match body {
+            Some(value) => json_req(method, path, token, value.to_string()),
+            None => bare_req(method, path, token),
         };
-        self.send_request(builder.body(body).unwrap()).await
+        self.send_request(req).await
     }
 
-    /// Sends a fully built request, from `self.peer` unless it carries its own ConnectInfo.
-    pub async fn send_request(&self, mut req: Request<Body>) -> TestResponse {
-        if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
-            req.extensions_mut().insert(ConnectInfo(self.peer));
-        }
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+    /// Sends a fully built request, from `self.peer` unless it carries its own address.
+    pub async fn send_request(&self, req: Request<Body>) -> TestResponse {
+        call(&self.router, from_peer_unless_set(req, self.peer)).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
@@ -341,15 +461,7 @@ impl TestApp {
 
     /// `POST /auth/token` with a form body.
     pub async fn login_raw(&self, username: &str, password: &str) -> TestResponse {
-        let form =
-            serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri("/auth/token")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form))
-            .unwrap();
-        self.send_request(req).await
+        self.send_request(login_req(username, password)).await
     }
 
     /// Logs in and returns the access token (panics unless 200).
@@ -373,13 +485,8 @@ impl TestApp {
         .await
     }
 
-    /// A logged-in administrator's token.
-    pub async fn admin_token(&self) -> String {
-        self.login(ADMIN_USERNAME, ADMIN_PASSWORD).await
-    }
-
-    /// Registers `username` as a normal user and returns its token.
-    pub async fn user_token_for(&self, username: &str) -> String {
+    /// Registers `username` with the standard test password (panics unless 201); its id.
+    pub async fn register_ok(&self, username: &str) -> i64 {
         let res = self.register(username, USER_PASSWORD).await;
         assert_eq!(
             res.status,
@@ -387,6 +494,19 @@ impl TestApp {
             "register {username}: {}",
             res.text()
         );
+        res.json()["id"]
+            .as_i64()
+            .expect("UserRead.id is an integer")
+    }
+
+    /// A logged-in administrator's token.
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_USERNAME, ADMIN_PASSWORD).await
+    }
+
+    /// Registers `username` as a normal user and returns its token.
+    pub async fn user_token_for(&self, username: &str) -> String {
+        self.register_ok(username).await;
         self.login(username, USER_PASSWORD).await
     }
 
@@ -420,26 +540,23 @@ impl TestApp {
         );
         res.json()
     }
-}
 
-/// Keeps a test database alive; dropping it removes the data.
-pub struct StorageHandle(Storage);
-
-impl Setup {
-    pub async fn spawn(&self, backend: Backend) -> Option<TestApp> {
-        let (database_url, StorageHandle(storage)) = TestApp::fresh_database(backend).await?;
-        let mut config = test_config(database_url.clone());
-        (self.tweak)(&mut config);
-        let (state, router) = TestApp::start_on(database_url.clone(), config).await;
-        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed) as u16;
-        Some(TestApp {
-            router,
-            state,
-            backend,
-            database_url,
-            peer: SocketAddr::from(([127, 0, 0, 1], port)),
-            storage,
-        })
+    /// `POST /employees/import{query}` with `body` as `content_type`.
+    pub async fn import(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let req = with_header(
+            bare_req(Method::POST, &format!("/employees/import{query}"), token),
+            "content-type",
+            content_type,
+        );
+        let (parts, _) = req.into_parts();
+        self.send_request(Request::from_parts(parts, body.into()))
+            .await
     }
 }
 
@@ -448,41 +565,9 @@ pub fn employee_body(emp_id: u64) -> Value {
     json!({"emp_id": emp_id, "emp_name": "Test Person", "city": "Oslo", "country": "Norway", "emp_dob": "1990-05-17"})
 }
 
-/// A body sent in `chunk`-sized pieces with no Content-Length (like HTTP chunked encoding).
-pub fn chunked_body(data: Vec<u8>, chunk: usize) -> Body {
-    use std::{
-        collections::VecDeque,
-        pin::Pin,
-        task::{Context, Poll},
-    };
-    struct Chunks(VecDeque<Bytes>);
-    impl axum::body::HttpBody for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
-        }
-    }
-    Body::new(Chunks(
-        data.chunks(chunk).map(Bytes::copy_from_slice).collect(),
-    ))
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (for starting the real binary).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// For each list query (e.g. `city=osl&country=nor`), asserts that `X-Total-Count` equals the
 /// number of rows the query actually returns (all of them fit in one page of 1000).
-pub async fn assert_totals_match_rows(app: &TestApp, token: &str, queries: &[&str]) {
+pub async fn assert_totals_match_rows(app: &Instance, token: &str, queries: &[&str]) {
     for query in queries {
         let res = app
             .get(&format!("/employees/?{query}&limit=1000"), Some(token))
@@ -495,4 +580,36 @@ pub async fn assert_totals_match_rows(app: &TestApp, token: &str, queries: &[&st
             "{query}: X-Total-Count against the rows returned"
         );
     }
+}
+
+/// Today's date in UTC, as the server computes it.
+pub fn today_utc() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// Runs `attempt` with today's UTC date until the date is the same after the attempt as before
+/// it, so an assertion about "today" never straddles midnight (the server reads its own clock).
+/// `attempt` returns whether its result may be judged; on a date change it is run again.
+pub async fn on_one_utc_day<F, Fut, T>(mut attempt: F) -> T
+where
+    F: FnMut(time::Date) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    loop {
+        let today = today_utc();
+        let result = attempt(today).await;
+        if today_utc() == today {
+            return result;
+        }
+        eprintln!("the UTC date changed during the attempt; trying again");
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for starting the real binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

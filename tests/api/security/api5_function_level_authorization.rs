@@ -1,0 +1,177 @@
+//! API5:2023 Broken Function Level Authorization.
+
+use axum::http::StatusCode;
+use employee_api::domain::username::Username;
+use serde_json::json;
+
+use crate::{db_test, helpers::*};
+
+/// The sample import file: employees 1001 to 1005.
+const SAMPLE_CSV: &str = include_str!("../../../examples/employees.csv");
+
+db_test!(
+    a_normal_user_gets_403_on_every_admin_route_and_changes_nothing,
+    |app| {
+        let admin = app.admin_token().await;
+        let before = app
+            .create_employee(
+                &admin,
+                1,
+                "Ada Lovelace",
+                "London",
+                "United Kingdom",
+                "1985-12-10",
+            )
+            .await;
+        let user = app.user_token().await;
+        let cases = [
+            (
+                "create employee",
+                app.post_json("/employees/", Some(&user), employee_body(2))
+                    .await,
+            ),
+            (
+                "update employee",
+                app.patch_json("/employees/1", Some(&user), json!({"city": "Paris"}))
+                    .await,
+            ),
+            (
+                "delete employee",
+                app.delete("/employees/1", Some(&user)).await,
+            ),
+            ("list users", app.get("/users/", Some(&user)).await),
+            (
+                "import employees",
+                app.import(Some(&user), "", "text/csv", SAMPLE_CSV).await,
+            ),
+            (
+                "import employees as JSON",
+                app.import(
+                    Some(&user),
+                    "?on_conflict=update",
+                    "application/json",
+                    json!([employee_body(1001)]).to_string(),
+                )
+                .await,
+            ),
+            (
+                "export employees",
+                app.get("/employees/export", Some(&user)).await,
+            ),
+            (
+                "export employees as NDJSON",
+                app.get("/employees/export?format=ndjson", Some(&user))
+                    .await,
+            ),
+        ];
+        for (case, res) in &cases {
+            assert_forbidden(res, case);
+            assert!(
+                !res.text().contains("Ada Lovelace"),
+                "{case} leaked a record: {}",
+                res.text()
+            );
+        }
+        assert_eq!(
+            app.get("/employees/1", Some(&admin)).await.json(),
+            before,
+            "employee 1 changed"
+        );
+        assert_eq!(
+            app.get("/employees/2", Some(&admin)).await.status,
+            StatusCode::NOT_FOUND,
+            "employee 2 created"
+        );
+        let list = app.get("/employees/", Some(&admin)).await;
+        assert_eq!(
+            list.header("x-total-count"),
+            Some("1"),
+            "the refused imports stored rows: {}",
+            list.text()
+        );
+        // Control: the same import as the administrator stores the five sample rows.
+        let res = app.import(Some(&admin), "", "text/csv", SAMPLE_CSV).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(res.json()["written"], 5);
+    }
+);
+
+db_test!(anonymous_callers_get_401_not_403_on_admin_routes, |app| {
+    let cases = [
+        (
+            "create employee",
+            app.post_json("/employees/", None, employee_body(2)).await,
+        ),
+        (
+            "update employee",
+            app.patch_json("/employees/1", None, json!({"city": "Paris"}))
+                .await,
+        ),
+        ("delete employee", app.delete("/employees/1", None).await),
+        ("list users", app.get("/users/", None).await),
+        (
+            "import employees",
+            app.import(None, "", "text/csv", SAMPLE_CSV).await,
+        ),
+        ("export employees", app.get("/employees/export", None).await),
+    ];
+    for (case, res) in &cases {
+        assert_eq!(
+            res.status,
+            StatusCode::UNAUTHORIZED,
+            "{case}: {}",
+            res.text()
+        );
+        assert_eq!(res.detail(), "Not authenticated", "{case}");
+    }
+    let admin = app.admin_token().await;
+    assert_eq!(
+        app.get("/employees/1001", Some(&admin)).await.status,
+        StatusCode::NOT_FOUND,
+        "the anonymous import stored rows"
+    );
+});
+
+db_test!(
+    a_demoted_admin_loses_rights_at_once_and_a_promoted_user_gains_them,
+    |app| {
+        let admin = app.admin_token().await;
+        let user = app.user_token().await;
+        assert_eq!(
+            app.get("/users/", Some(&admin)).await.status,
+            StatusCode::OK
+        );
+
+        let admin_name = Username::parse(ADMIN_USERNAME).expect("valid username");
+        app.state
+            .db
+            .set_admin(&admin_name, false)
+            .await
+            .expect("demote works");
+        assert_forbidden(
+            &app.get("/users/", Some(&admin)).await,
+            "demoted admin lists users",
+        );
+        assert_forbidden(
+            &app.post_json("/employees/", Some(&admin), employee_body(1))
+                .await,
+            "demoted admin creates",
+        );
+        assert_eq!(
+            app.get("/users/me", Some(&admin)).await.json()["is_admin"],
+            false
+        );
+
+        let alice = Username::parse("alice").expect("valid username");
+        app.state
+            .db
+            .set_admin(&alice, true)
+            .await
+            .expect("promote works");
+        assert_eq!(
+            app.get("/users/", Some(&user)).await.status,
+            StatusCode::OK,
+            "promoted user, same token"
+        );
+    }
+);
