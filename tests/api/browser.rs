@@ -1,38 +1,36 @@
 //! End to end in a real browser: the built binary serves `/docs` (Swagger UI), and headless
-//! Chromium, driven over the W3C WebDriver protocol by chromedriver, logs in through
-//! "Authorize" (OAuth2 password flow) and runs `GET /employees/` with "Try it out".
+//! Chromium, driven by chromedriver through fantoccini, logs in through "Authorize" (OAuth2
+//! password flow) and runs `GET /employees/` with "Try it out".
 //!
-//! Needs Debian's `chromium` and `chromium-driver` packages. Without them the test prints
-//! `skipped: …` and passes, unless `BROWSER_TEST=1` is set (as CI does): then it fails.
-//! The screenshot lands in `target/browser/docs-authorized.png`; a failed run leaves
+//! Runs only with `BROWSER_TEST=1` (as CI sets it), and then fails, never skips, when Debian's
+//! `chromium` or `chromium-driver` is missing. The screenshot lands in
+//! `target/browser/docs-authorized.png` (CI checks that it exists); a failed step leaves
 //! `target/browser/docs-failure.png`, and the server and chromedriver logs sit next to them.
-//!
-//! The WebDriver client is a few lines of `reqwest` + `serde_json` rather than another crate.
 
-use crate::helpers::free_port;
 use std::{
-    fs::File,
-    io::{Read, Write},
-    net::TcpStream,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use base64::Engine as _;
-use reqwest::{Client, Method};
+use fantoccini::{
+    Client, ClientBuilder, Locator, elements::Element, wd::WebDriverCompatibleCommand,
+};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_employee-api");
+use crate::helpers::{net::listening_addrs, server::Server};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ADMIN_PW: &str = "browser-test-root-passphrase";
 /// Not in any example of the OpenAPI document, so only the live response can show it.
 const EMPLOYEE: &str = "Grace Hopper";
 /// The operation's block in Swagger UI: `#operations-{tag}-{operationId}`.
 const OP: &str = "#operations-Employees-list_employees";
-/// W3C WebDriver's key for an element reference in JSON.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-const WAIT: Duration = Duration::from_secs(15);
+/// How long one UI step may take: the page polled every [`POLL`] until it is in the state the
+/// step waits for.
+const STEP: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 
 fn artifacts() -> PathBuf {
@@ -41,288 +39,182 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-fn http() -> Client {
-    Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-/// A child process killed (and reaped) on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `target/browser/{name}`, for a child's stdout and stderr.
-fn log_file(name: &str) -> (Stdio, Stdio) {
-    let file = File::create(artifacts().join(name)).expect("create log file");
-    let copy = file.try_clone().expect("clone log file handle");
-    (Stdio::from(file), Stdio::from(copy))
-}
-
-/// Finds `name` on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
+/// Finds `name` on `PATH`, else in /usr/bin.
+fn installed(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin")])
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
 
-/// The chromedriver to use, or `None` (after saying why) when the browser is not installed.
-/// With `BROWSER_TEST=1` a missing browser is a failure rather than a skip.
-fn chromedriver_or_skip() -> Option<PathBuf> {
-    let driver = on_path("chromedriver");
-    let missing = if driver.is_none() {
-        "chromedriver"
-    } else if !Path::new(CHROMIUM).is_file() {
-        CHROMIUM
-    } else {
-        return driver;
-    };
+/// The chromedriver to use, or `None` (after saying why) when the test is not asked for.
+fn chromedriver_when_asked() -> Option<PathBuf> {
+    if std::env::var_os("BROWSER_TEST").is_none_or(|v| v != "1") {
+        println!("skipped: BROWSER_TEST=1 is not set");
+        return None;
+    }
+    let driver = installed("chromedriver");
     assert!(
-        std::env::var_os("BROWSER_TEST").is_none_or(|v| v != "1"),
-        "BROWSER_TEST=1 but {missing} is not installed (apt-get install chromium chromium-driver)"
+        driver.is_some() && Path::new(CHROMIUM).is_file(),
+        "BROWSER_TEST=1 but {} is not installed (apt-get install chromium chromium-driver)",
+        if driver.is_none() {
+            "chromedriver"
+        } else {
+            CHROMIUM
+        }
     );
-    println!("skipped: {missing} not installed");
-    None
+    driver
 }
 
-/// Polls `url` until it answers 200, and (chromedriver's `/status`) does not say
-/// `"ready": false`; fails if `process` exits first or after `WAIT` * 2.
-async fn wait_ready(client: &Client, url: &str, process: &mut Process, what: &str) {
-    let deadline = Instant::now() + WAIT * 2;
-    loop {
-        if let Ok(res) = client.get(url).send().await
-            && res.status() == 200
-            && let Ok(body) = res.text().await
-            && !matches!(serde_json::from_str::<Value>(&body), Ok(v) if v["value"]["ready"] == false)
-        {
-            return;
-        }
-        if let Ok(Some(status)) = process.0.try_wait() {
-            panic!("{what} exited early with {status}; see target/browser/");
-        }
-        assert!(Instant::now() < deadline, "{what} did not become ready");
-        tokio::time::sleep(POLL).await;
-    }
+/// chromedriver on a port of its choosing, in a process group of its own: on drop the whole
+/// group (chromedriver and any browser it started) is killed and chromedriver reaped.
+struct Chromedriver {
+    child: Child,
+    port: u16,
 }
 
-/// The binary on a free port with a fresh SQLite file.
-async fn start_server(client: &Client, dir: &Path) -> (Process, String) {
-    let port = free_port();
-    let (stdout, stderr) = log_file("server.log");
-    let child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/db/employees.db", dir.display()),
-        )
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("ADMIN_PASSWORD", ADMIN_PW)
-        .env("JWT_SECRET_KEY", "b".repeat(40))
-        .env("RATE_LIMIT_PER_MINUTE", "0")
-        .env("RUST_LOG", "info")
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("binary starts");
-    let mut process = Process(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(client, &format!("{base}/healthz"), &mut process, "server").await;
-    (process, base)
-}
-
-async fn create_employee(client: &Client, base: &str) {
-    let login = client
-        .post(format!("{base}/auth/token"))
-        .form(&[("username", "admin"), ("password", ADMIN_PW)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200, "admin login over the API");
-    let token = login.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let created = client
-        .post(format!("{base}/employees/"))
-        .bearer_auth(token)
-        .json(&json!({"emp_id": 7, "emp_name": EMPLOYEE, "city": "Arlington", "country": "USA", "emp_dob": "1906-12-09"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "employee created");
-}
-
-/// A WebDriver session; deleted on drop, which also quits the browser.
-struct Session {
-    client: Client,
-    /// `http://127.0.0.1:{port}/session/{id}`
-    url: String,
-    driver_port: u16,
-    id: String,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Drop cannot await, so send the DELETE over a plain socket. Waiting for the first
-        // bytes of the answer is enough: chromedriver replies once the browser has quit
-        // (it does not close the connection promptly, so do not read to the end).
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.driver_port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let request = format!(
-                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                self.id, self.driver_port
-            );
-            if stream.write_all(request.as_bytes()).is_ok() {
-                let _ = stream.read(&mut [0; 512]);
+impl Chromedriver {
+    /// Starts it with `--port=0`, finds the port it bound in the kernel's socket table (its
+    /// "started on port N" line sits in a buffer while stdout is a pipe), then polls `/status`
+    /// until it says ready; at most 20 s each.
+    async fn start(binary: &Path) -> Chromedriver {
+        let log = |name: &str| {
+            Stdio::from(std::fs::File::create(artifacts().join(name)).expect("log file"))
+        };
+        let child = Command::new(binary)
+            .arg("--port=0")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log("chromedriver.log"))
+            .stderr(log("chromedriver.err"))
+            .spawn()
+            .expect("chromedriver starts");
+        let mut driver = Chromedriver { child, port: 0 };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        driver.port = loop {
+            if let Some(addr) = listening_addrs(driver.child.id()).first() {
+                break addr.port();
             }
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!("chromedriver exited with {exit}; see target/browser/");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver listened on no port within 20 s"
+            );
+            tokio::time::sleep(POLL).await;
+        };
+        let status = format!("http://127.0.0.1:{}/status", driver.port);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(res) = http.get(&status).send().await
+                && let Ok(body) = res.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                return driver;
+            }
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!("chromedriver exited with {exit}; see target/browser/");
+            }
+            assert!(Instant::now() < deadline, "chromedriver not ready in 20 s");
+            tokio::time::sleep(POLL).await;
         }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
 
-/// One WebDriver command; `Ok(value)` or `Err("error: message")`.
-async fn command(
-    client: &Client,
-    method: Method,
-    url: &str,
-    body: Option<Value>,
-) -> Result<Value, String> {
-    let mut request = client.request(method.clone(), url);
-    if method == Method::POST {
-        request = request.json(&body.unwrap_or_else(|| json!({})));
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (process_group(0)).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    let res = request.send().await.map_err(|e| format!("{url}: {e}"))?;
-    let ok = res.status().is_success();
-    let mut body = res
-        .json::<Value>()
+}
+
+/// A new browser session: headless Chromium (as root it needs --no-sandbox), a fresh profile,
+/// and its console log kept so the CSP check can read it.
+async fn new_session(driver: &Chromedriver, profile: &Path) -> Client {
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1280,1600",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url())
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let value = body.get_mut("value").map(Value::take).unwrap_or_default();
-    if ok {
-        Ok(value)
-    } else {
-        Err(format!(
-            "{}: {}",
-            value["error"].as_str().unwrap_or("error"),
-            value["message"].as_str().unwrap_or_default()
+        .unwrap_or_else(|e| panic!("new WebDriver session: {e}"))
+}
+
+/// chromedriver's log endpoint (`POST /session/{id}/se/log`), which fantoccini has no method
+/// for: the browser console, where Chromium reports CSP violations.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
         ))
     }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
 }
 
-impl Session {
-    async fn new(client: &Client, driver_port: u16, profile: &Path) -> Session {
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,1600",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        }}});
-        let base = format!("http://127.0.0.1:{driver_port}/session");
-        let value = command(client, Method::POST, &base, Some(capabilities))
-            .await
-            .unwrap_or_else(|e| panic!("new WebDriver session: {e}"));
-        let id = value["sessionId"].as_str().expect("sessionId").to_owned();
-        Session {
-            client: client.clone(),
-            url: format!("{base}/{id}"),
-            driver_port,
-            id,
-        }
-    }
+/// The browser, step by step: each step polls the page until it is in the state the step
+/// needs, for at most [`STEP`], and fails with what the page shows.
+struct Page {
+    client: Client,
+}
 
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-        command(&self.client, method, &format!("{}{path}", self.url), body).await
-    }
-
-    async fn goto(&self, url: &str) {
-        self.cmd(Method::POST, "/url", Some(json!({"url": url})))
-            .await
-            .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    }
-
-    async fn find(&self, css: &str) -> Result<String, String> {
-        let found = self
-            .cmd(
-                Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await?;
-        found[ELEMENT]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no element reference in {found}"))
-    }
-
-    async fn element_text(&self, element: &str) -> Result<String, String> {
-        let text = self
-            .cmd(Method::GET, &format!("/element/{element}/text"), None)
-            .await?;
-        Ok(text.as_str().unwrap_or_default().to_owned())
-    }
-
-    /// Saves a screenshot of the viewport as PNG.
-    async fn screenshot(&self, path: &Path) {
-        let png = self
-            .cmd(Method::GET, "/screenshot", None)
-            .await
-            .unwrap_or_else(|e| panic!("screenshot: {e}"));
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().unwrap_or_default())
-            .expect("screenshot is base64");
-        std::fs::write(path, png).expect("write screenshot");
-    }
-
-    async fn script(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            Method::POST,
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("script {script:?}: {e}"))
-    }
-
-    /// The message for a failed step: `what`, the errors Swagger UI shows (e.g. its
-    /// parameter validation), and where the failure screenshot went. Never panics itself.
+impl Page {
+    /// The message for a failed step: `what`, the errors Swagger UI shows (e.g. its parameter
+    /// validation), and where the failure screenshot went. Never panics itself.
     async fn failure(&self, what: String) -> String {
         let script = "return [...document.querySelectorAll('.errors-wrapper, .modal-ux .errors')]\
                       .map(e => e.innerText).join('\\n')";
-        let shown = self
-            .cmd(
-                Method::POST,
-                "/execute/sync",
-                Some(json!({"script": script, "args": []})),
-            )
-            .await
-            .map_or_else(
-                |e| format!("(unavailable: {e})"),
-                |v| v.as_str().unwrap_or_default().to_owned(),
-            );
+        let shown = match self.client.execute(script, vec![]).await {
+            Ok(v) => v.as_str().unwrap_or_default().to_owned(),
+            Err(e) => format!("(unavailable: {e})"),
+        };
         let shot = artifacts().join("docs-failure.png");
-        let saved = match self.cmd(Method::GET, "/screenshot", None).await {
-            Ok(Value::String(png)) => base64::engine::general_purpose::STANDARD
-                .decode(png)
-                .ok()
-                .and_then(|png| std::fs::write(&shot, png).ok())
-                .is_some(),
-            _ => false,
+        let saved = match self.client.screenshot().await {
+            Ok(png) => std::fs::write(&shot, png).is_ok(),
+            Err(_) => false,
         };
         let shot = if saved {
             shot.display().to_string()
@@ -332,35 +224,38 @@ impl Session {
         format!("{what}\nerrors shown on the page: {shown}\nscreenshot: {shot}")
     }
 
-    /// Polls for the element until `WAIT` runs out.
-    async fn wait_for(&self, css: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.find(css).await {
-                Ok(element) => return element,
-                Err(e) if Instant::now() >= deadline => {
-                    panic!(
-                        "{}",
-                        self.failure(format!("timed out waiting for {css}: {e}"))
-                            .await
-                    )
-                }
-                Err(_) => tokio::time::sleep(POLL).await,
-            }
+    async fn goto(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            panic!("{}", self.failure(format!("open {url}: {e}")).await);
         }
     }
 
-    /// Waits for the element and clicks it, retrying while it is covered, not yet
-    /// interactable or re-rendered (the modal fades in and out, React replaces nodes).
+    /// The element, once it exists.
+    async fn wait_for(&self, css: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(STEP)
+            .every(POLL)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("{}", self.failure(format!("waiting for {css}: {e}")).await),
+        }
+    }
+
+    /// Clicks the element once it takes the click: it may be covered, not yet interactable or
+    /// re-rendered for a while (the modal fades in and out, React replaces nodes).
     async fn click(&self, css: &str) {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + STEP;
         loop {
-            let element = self.wait_for(css).await;
-            match self
-                .cmd(Method::POST, &format!("/element/{element}/click"), None)
-                .await
-            {
-                Ok(_) => return,
+            let result = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return,
                 Err(e) if Instant::now() >= deadline => {
                     panic!("{}", self.failure(format!("clicking {css}: {e}")).await)
                 }
@@ -371,24 +266,17 @@ impl Session {
 
     async fn type_into(&self, css: &str, text: &str) {
         let element = self.wait_for(css).await;
-        if let Err(e) = self
-            .cmd(
-                Method::POST,
-                &format!("/element/{element}/value"),
-                Some(json!({"text": text})),
-            )
-            .await
-        {
+        if let Err(e) = element.send_keys(text).await {
             panic!("{}", self.failure(format!("typing into {css}: {e}")).await);
         }
     }
 
-    /// Waits until the element exists and has non-blank text, and returns that text.
+    /// The element's text, once it exists and is not blank.
     async fn wait_text(&self, css: &str) -> String {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + STEP;
         loop {
-            if let Ok(element) = self.find(css).await
-                && let Ok(text) = self.element_text(&element).await
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
                 && !text.trim().is_empty()
             {
                 return text;
@@ -396,22 +284,23 @@ impl Session {
             if Instant::now() >= deadline {
                 panic!(
                     "{}",
-                    self.failure(format!("timed out waiting for text in {css}"))
-                        .await
+                    self.failure(format!("waiting for text in {css}")).await
                 );
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
-    /// Console messages the browser logged with source "security" (CSP violations).
-    /// chromedriver's legacy log endpoint; an empty list if it is not available.
+    /// Console messages with source "security" (CSP violations). Fails when the log cannot
+    /// be read: an empty answer must mean "no violations", not "could not look".
     async fn security_messages(&self) -> Vec<String> {
-        let Ok(Value::Array(entries)) = self
-            .cmd(Method::POST, "/se/log", Some(json!({"type": "browser"})))
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
             .await
-        else {
-            return Vec::new();
+            .unwrap_or_else(|e| panic!("the browser log (POST /se/log) is unavailable: {e}"));
+        let Value::Array(entries) = entries else {
+            panic!("the browser log is not a list: {entries}");
         };
         entries
             .iter()
@@ -421,79 +310,80 @@ impl Session {
     }
 }
 
-#[tokio::test]
-async fn swagger_ui_authorizes_and_runs_list_employees() {
-    let Some(chromedriver) = chromedriver_or_skip() else {
-        return;
-    };
-    let client = http();
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, base) = start_server(&client, dir.path()).await;
-    create_employee(&client, &base).await;
+/// Creates the employee the page must show, over the API.
+async fn create_employee(server: &Server) {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
+    let login = http
+        .post(server.url("/auth/token"))
+        .form(&[("username", "admin"), ("password", ADMIN_PW)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "admin login over the API");
+    let token = login.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = http
+        .post(server.url("/employees/"))
+        .bearer_auth(token)
+        .json(&json!({"emp_id": 7, "emp_name": EMPLOYEE, "city": "Arlington", "country": "USA", "emp_dob": "1906-12-09"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "employee created");
+}
 
-    let driver_port = free_port();
-    let (stdout, stderr) = log_file("chromedriver.log");
-    let mut driver = Process(
-        Command::new(chromedriver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let driver_status = format!("http://127.0.0.1:{driver_port}/status");
-    wait_ready(&client, &driver_status, &mut driver, "chromedriver").await;
-    let profile = tempfile::tempdir().unwrap();
-    // Declared after the processes so it drops first: the browser quits before they die.
-    let browser = Session::new(&client, driver_port, profile.path()).await;
-
-    browser.goto(&format!("{base}/docs/")).await;
+/// What a user does in Swagger UI, and what the page must show.
+async fn authorize_and_list_employees(page: Page, base: String) {
+    page.goto(&format!("{base}/docs/")).await;
     // The page-level button (the modal's own Authorize does not exist yet).
-    browser.click(".auth-wrapper button.authorize").await;
-    browser.type_into("#oauth_username", "admin").await;
-    browser.type_into("#oauth_password", ADMIN_PW).await;
-    browser
-        .click(".modal-ux .auth-btn-wrapper button.authorize")
+    page.click(".auth-wrapper button.authorize").await;
+    page.type_into("#oauth_username", "admin").await;
+    page.type_into("#oauth_password", ADMIN_PW).await;
+    page.click(".modal-ux .auth-btn-wrapper button.authorize")
         .await;
     // Logged in: the modal's button turns into "Logout".
-    browser
-        .wait_for(r#".modal-ux .auth-btn-wrapper button[aria-label="Remove authorization"]"#)
+    page.wait_for(r#".modal-ux .auth-btn-wrapper button[aria-label="Remove authorization"]"#)
         .await;
-    browser
-        .click(".modal-ux .auth-btn-wrapper button.btn-done")
+    page.click(".modal-ux .auth-btn-wrapper button.btn-done")
         .await;
 
-    browser
-        .click(&format!("{OP} .opblock-summary-control"))
-        .await;
-    browser.click(&format!("{OP} button.try-out__btn")).await;
-    browser.click(&format!("{OP} button.execute")).await;
+    page.click(&format!("{OP} .opblock-summary-control")).await;
+    page.click(&format!("{OP} button.try-out__btn")).await;
+    page.click(&format!("{OP} button.execute")).await;
 
-    let status = browser
+    let status = page
         .wait_text(&format!(
             "{OP} .live-responses-table .response .response-col_status"
         ))
         .await;
-    let body = browser
+    let body = page
         .wait_text(&format!(
             "{OP} .live-responses-table .response-col_description .highlight-code pre"
         ))
         .await;
-    let curl = browser.wait_text(&format!("{OP} .curl-command")).await;
+    let curl = page.wait_text(&format!("{OP} .curl-command")).await;
 
     // Screenshot first, so the artifact exists even when an assertion below fails.
-    let live = browser
-        .wait_for(&format!("{OP} .live-responses-table"))
-        .await;
-    browser
-        .script(
+    let live = page.wait_for(&format!("{OP} .live-responses-table")).await;
+    let live = serde_json::to_value(&live).expect("an element reference");
+    if let Err(e) = page
+        .client
+        .execute(
             "arguments[0].scrollIntoView({block: 'center'});",
-            json!([{ ELEMENT: live }]),
+            vec![live],
         )
-        .await;
-    browser
-        .screenshot(&artifacts().join("docs-authorized.png"))
-        .await;
+        .await
+    {
+        panic!("{}", page.failure(format!("scrolling: {e}")).await);
+    }
+    let png = page.client.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join("docs-authorized.png"), png).expect("write screenshot");
 
     assert_eq!(status.trim(), "200", "status cell of the live response");
     assert!(
@@ -506,6 +396,43 @@ async fn swagger_ui_authorizes_and_runs_list_employees() {
         rows[0]["emp_name"], EMPLOYEE,
         "response body on the page: {body}"
     );
-    let violations = browser.security_messages().await;
+    let violations = page.security_messages().await;
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_authorizes_and_runs_list_employees() {
+    let Some(chromedriver) = chromedriver_when_asked() else {
+        return;
+    };
+    let server = Server::builder()
+        .arg("serve")
+        .envs(&[
+            ("ADMIN_PASSWORD", ADMIN_PW),
+            ("JWT_SECRET_KEY", &"b".repeat(40)),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+        ])
+        .tee_to(&artifacts().join("server.log"))
+        .start()
+        .await;
+    create_employee(&server).await;
+
+    let driver = Chromedriver::start(&chromedriver).await;
+    let profile = tempfile::tempdir().expect("browser profile directory");
+    let client = new_session(&driver, profile.path()).await;
+    // The scenario runs as a task of its own, so that whatever happens in it the session is
+    // closed (the browser quits) before chromedriver's process group goes.
+    let scenario = tokio::spawn(authorize_and_list_employees(
+        Page {
+            client: client.clone(),
+        },
+        server.base.clone(),
+    ))
+    .await;
+    let closed = client.close().await;
+    drop(driver);
+    if let Err(e) = scenario {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    closed.expect("the browser session closes");
 }

@@ -604,12 +604,3 @@ where
         eprintln!("the UTC date changed during the attempt; trying again");
     }
 }
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (for starting the real binary).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
