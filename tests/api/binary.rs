@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{
     net::{read_response, write_lenient},
-    server::{Server, run_cli, stderr, stdout},
+    server::{Server, http_client_from, run_cli, stderr, stdout},
 };
 
 const ADMIN_PW: &str = "black-box-root-passphrase";
@@ -107,22 +107,28 @@ async fn an_oversized_request_head_is_refused_with_431_before_routing() {
 }
 
 #[tokio::test]
-async fn generated_admin_password_is_printed_once_and_works() {
+async fn generated_admin_password_goes_to_a_private_file_never_to_the_log() {
+    // No terminal here (the output is piped): the password goes to an owner-only file beside
+    // the database, whose path the log names.
     let server = Server::start(&[]).await;
-    let printed = server.output();
-    let password = printed
-        .lines()
-        .find_map(|l| l.split("generated password: ").nth(1))
-        .expect("password printed at start")
+    let file = server.dir().join("data/employees.db.admin-password");
+    let password = std::fs::read_to_string(&file)
+        .expect("the password file exists")
         .trim()
         .to_owned();
     assert_eq!(password.len(), 24);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "owner-only");
+    }
     login(&client(), &server, "admin", &password).await;
     let output = server.stop().await.output;
-    assert_eq!(
-        output.matches(&password).count(),
-        1,
-        "printed exactly once, never logged"
+    assert!(!output.contains(&password), "never in the output");
+    assert!(
+        output.contains("employees.db.admin-password"),
+        "the log names the file"
     );
 }
 
@@ -244,11 +250,13 @@ async fn security_events_are_logged_with_the_request_id_on_every_line() {
         ("LOGIN_MAX_FAILURES_PER_HOUR", "1"),
         ("REGISTER_BURST", "1"),
         ("REGISTER_PER_HOUR", "1"),
-        // Six anonymous requests a minute from this address: the seventh is refused.
-        ("RATE_LIMIT_PER_MINUTE", "6"),
+        // Two requests per address, then one more every 30 s: each phase below has its own
+        // address, and a third request within the phase is refused.
+        ("RATE_LIMIT_PER_MINUTE", "2"),
     ])
     .await;
-    let client = client();
+    let from = |last: u8| http_client_from(std::net::IpAddr::from([127, 0, 0, last]));
+    let (logins, registrations, alice_address, spender) = (from(11), from(12), from(13), from(14));
     let send = |id: &'static str, req: reqwest::RequestBuilder| async move {
         let res = req
             .header("x-request-id", id)
@@ -259,26 +267,26 @@ async fn security_events_are_logged_with_the_request_id_on_every_line() {
         let status = res.status().as_u16();
         (status, res.text().await.unwrap_or_default())
     };
-    let form = |user: &str, password: &str| {
+    let form = |client: &reqwest::Client, user: &str, password: &str| {
         client
             .post(server.url("/auth/token"))
             .form(&[("username", user), ("password", password)])
     };
     let register = |user: &str| {
-        client
+        registrations
             .post(server.url("/auth/register"))
             .json(&json!({"username": user, "password": "a perfectly fine passphrase"}))
     };
-    // (request id, status, event it must log); every anonymous one is charged to 127.0.0.1.
+    // (request id, (status, body), the event it must log)
     let mut expected = vec![
         (
             "ev-1",
-            send("ev-1", form("admin", "wrong")).await,
+            send("ev-1", form(&logins, "admin", "wrong")).await,
             Some("authn_login_fail"),
         ),
         (
             "ev-2",
-            send("ev-2", form("admin", "wrong again")).await,
+            send("ev-2", form(&logins, "admin", "wrong again")).await,
             Some("authn_login_lock"),
         ),
         (
@@ -295,7 +303,7 @@ async fn security_events_are_logged_with_the_request_id_on_every_line() {
             "ev-5",
             send(
                 "ev-5",
-                client
+                alice_address
                     .post(server.url("/auth/token"))
                     .form(&[("username", "alice")]),
             )
@@ -303,22 +311,29 @@ async fn security_events_are_logged_with_the_request_id_on_every_line() {
             Some("input_validation_fail"),
         ),
     ];
-    let alice = send("ev-6", form("alice", "a perfectly fine passphrase")).await;
+    let alice = send(
+        "ev-6",
+        form(&alice_address, "alice", "a perfectly fine passphrase"),
+    )
+    .await;
     let token = serde_json::from_str::<Value>(&alice.1).expect("token JSON")["access_token"]
         .as_str()
         .expect("access_token")
         .to_owned();
     expected.push(("ev-6", alice, None));
+    for id in ["ev-7", "ev-8"] {
+        expected.push((id, send(id, spender.get(server.url("/"))).await, None));
+    }
     expected.push((
-        "ev-7",
-        send("ev-7", client.get(server.url("/"))).await,
+        "ev-9",
+        send("ev-9", spender.get(server.url("/"))).await,
         Some("excess_rate_limit_exceeded"),
     ));
     expected.push((
-        "ev-8",
+        "ev-10",
         send(
-            "ev-8",
-            client.get(server.url("/users/")).bearer_auth(&token),
+            "ev-10",
+            spender.get(server.url("/users/")).bearer_auth(&token),
         )
         .await,
         Some("authz_fail"),
@@ -326,7 +341,7 @@ async fn security_events_are_logged_with_the_request_id_on_every_line() {
     let statuses: Vec<u16> = expected.iter().map(|(_, (status, _), _)| *status).collect();
     assert_eq!(
         statuses,
-        [401, 429, 201, 429, 422, 200, 429, 403],
+        [401, 429, 201, 429, 422, 200, 200, 200, 429, 403],
         "{expected:?}"
     );
 
@@ -397,17 +412,6 @@ fn openapi_and_version_subcommands_print_without_configuration() {
     );
 }
 
-/// Peak resident memory of a process in KiB, from /proc (Linux).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no readable VmHWM in /proc/{pid}/status:\n{status}"))
-}
-
 #[tokio::test]
 async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
     // Throttling off for this test: every one of the 200 logins really runs Argon2.
@@ -420,9 +424,10 @@ async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
         ("LOGIN_IP_FREE_FAILURES", "1000"),
         ("LOGIN_IP_MAX_FAILURES_PER_HOUR", "1000"),
         ("HASH_CONCURRENCY", "2"),
+        // 200 logins from one address at once: past the per-client cap on requests in flight.
+        ("MAX_IN_FLIGHT_PER_CLIENT", "0"),
     ])
     .await;
-    let pid = server.pid();
     let logins = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
@@ -437,7 +442,7 @@ async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
         .unwrap();
     // Warm up once, then take the baseline.
     login(&logins, &server, "admin", ADMIN_PW).await;
-    let baseline = peak_rss_kib(pid);
+    let baseline = server.memory_kib("VmHWM");
 
     let mut storm = tokio::task::JoinSet::new();
     for i in 0..200 {
@@ -476,7 +481,7 @@ async fn login_storm_keeps_memory_bounded_and_healthz_answering() {
     while let Some(done) = storm.join_next().await {
         statuses.push(done.unwrap());
     }
-    let peak = peak_rss_kib(pid);
+    let peak = server.memory_kib("VmHWM");
     let ok = statuses.iter().filter(|s| **s == Ok(200)).count();
     let refused = statuses.iter().filter(|s| **s == Ok(401)).count();
     if (ok, refused) != (100, 100) {

@@ -10,22 +10,98 @@ use employee_api::{
 
 use crate::{db_test, helpers::*};
 
-db_test!(
-    without_admin_password_a_random_one_is_generated_and_adminpassword_never_works,
-    TestApp::configure(|c| c.admin_password = None),
-    |app| {
-        let res = app.login_raw("admin", "adminpassword").await;
-        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            app.login_raw("admin", ADMIN_PASSWORD).await.status,
-            StatusCode::UNAUTHORIZED
-        );
+/// Without ADMIN_PASSWORD: one administrator, with a generated password that is neither
+/// `adminpassword` nor the test's usual one; the password is in the file the log names.
+mod without_admin_password_a_random_one_is_generated_and_adminpassword_never_works {
+    use super::*;
+    use crate::helpers::server::{Server, http_client_from};
+
+    /// On SQLite the password file goes beside the database, in the test's own directory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::configure(|c| c.admin_password = None)
+            .spawn(Backend::Sqlite)
+            .await
+            .expect("sqlite always available");
+        for wrong in ["adminpassword", ADMIN_PASSWORD] {
+            let res = app.login_raw("admin", wrong).await;
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{wrong}");
+        }
         let admins = app.state.db.list_users(Default::default()).await.unwrap();
         assert_eq!(admins.len(), 1);
         assert!(admins[0].is_admin);
         assert_eq!(admins[0].username.as_str(), "admin");
+        let DatabaseUrl::Sqlite { path } = &app.database_url else {
+            unreachable!()
+        };
+        let file = employee_api::server::admin_password_file_for(&app.state.config);
+        assert!(
+            file.starts_with(path.parent().unwrap()),
+            "{}",
+            file.display()
+        );
+        let password = std::fs::read_to_string(&file).expect("the password file");
+        app.login("admin", password.trim()).await;
     }
-);
+
+    /// On PostgreSQL the file goes to the working directory: the real binary, run in a
+    /// temporary one (in process it would land in the repository).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        // The schema is dropped with `_storage`, however the test ends.
+        let Some((url, _storage)) = TestApp::fresh_database(Backend::Postgres).await else {
+            return;
+        };
+        let DatabaseUrl::Postgres(secret_url) = &url else {
+            unreachable!()
+        };
+        let server = Server::builder()
+            .env("DATABASE_URL", secret_url.expose())
+            .env("JWT_SECRET_KEY", SECRET)
+            .start()
+            .await;
+        let file = server.dir().join("employee-api.admin-password");
+        let password = std::fs::read_to_string(&file).expect("the password file");
+        let client = http_client_from([127, 0, 0, 1].into());
+        let mut admins = None;
+        for (password, status) in [
+            ("adminpassword", 401),
+            (ADMIN_PASSWORD, 401),
+            (password.trim(), 200),
+        ] {
+            let res = client
+                .post(server.url("/auth/token"))
+                .form(&[("username", "admin"), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{password}");
+            if status == 200 {
+                let token = res.json::<serde_json::Value>().await.unwrap()["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let users = client
+                    .get(server.url("/users/"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap();
+                admins = Some(users);
+            }
+        }
+        let admins = admins.expect("listed");
+        assert_eq!(
+            admins,
+            serde_json::json!([{"id": admins[0]["id"], "username": "admin", "is_admin": true}])
+        );
+        let stopped = server.stop().await;
+        assert!(stopped.status.success(), "{}", stopped.output);
+    }
+}
 
 db_test!(
     a_restart_creates_no_admin_and_resets_no_password_when_one_exists,

@@ -12,7 +12,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use crate::helpers::{
     net::{connection_refused, listening_addrs, read_response, wait_until_server_has_read},
-    server::{Server, config_value, run_cli, stderr, stdout},
+    server::{Server, config_value, http_client_from, run_cli, stderr, stdout},
 };
 
 const ADMIN_PW: &str = "cli-test-root-passphrase";
@@ -633,24 +633,25 @@ async fn metrics_count_failed_and_throttled_logins_and_rate_limit_rejections() {
     let server = Server::start(&[
         ("ADMIN_PASSWORD", ADMIN_PW),
         ("METRICS_ADDR", "127.0.0.1:0"),
-        // One failed login locks the account for the hour; one registration per address;
-        // six requests a minute per address.
+        // One failed login locks the account for the hour; one registration per address; two
+        // requests per address, then one every 30 s. Each kind has an address of its own.
         ("LOGIN_FREE_FAILURES", "1"),
         ("LOGIN_MAX_FAILURES_PER_HOUR", "1"),
         ("REGISTER_BURST", "1"),
         ("REGISTER_PER_HOUR", "1"),
-        ("RATE_LIMIT_PER_MINUTE", "6"),
+        ("RATE_LIMIT_PER_MINUTE", "2"),
     ])
     .await;
-    let client = client();
+    let from = |last: u8| http_client_from(std::net::IpAddr::from([127, 0, 0, last]));
+    let (logins, registrations, spender) = (from(21), from(22), from(23));
     let login = || {
-        client
+        logins
             .post(server.url("/auth/token"))
             .form(&[("username", "admin"), ("password", "not the password")])
             .send()
     };
     let register = |name: &str| {
-        client
+        registrations
             .post(server.url("/auth/register"))
             .json(&json!({"username": name, "password": "a perfectly fine passphrase"}))
             .send()
@@ -663,7 +664,7 @@ async fn metrics_count_failed_and_throttled_logins_and_rate_limit_rejections() {
     ];
     for _ in 0..3 {
         statuses.push(
-            client
+            spender
                 .get(server.url("/"))
                 .send()
                 .await
@@ -674,6 +675,7 @@ async fn metrics_count_failed_and_throttled_logins_and_rate_limit_rejections() {
     }
     assert_eq!(statuses, [401, 429, 201, 429, 200, 200, 429]);
 
+    let client = client();
     let metrics = client
         .get(format!("http://{}/metrics", metrics_addr(&server)))
         .send()

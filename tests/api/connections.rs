@@ -2,14 +2,11 @@
 //! closed at the first-bytes deadline, other clients are served meanwhile, and the total and
 //! per-address caps close extra connections at once.
 //!
-//! Self-contained on purpose (its own process spawning), so it does not depend on the shared
-//! test fixtures. Client sockets bind to addresses of 127.0.0.0/8 to act as distinct clients.
+//! The server is the shared black-box fixture (`helpers::server::Server`). Client sockets bind
+//! to addresses of 127.0.0.0/8 to act as distinct clients.
 
 use std::{
-    io::Read,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,142 +15,52 @@ use tokio::{
     net::{TcpSocket, TcpStream},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_employee-api");
+use crate::helpers::{
+    net::{connection_refused, server_connections, wait_until_server_has_read},
+    server::Server,
+};
+
 const ADMIN_PW: &str = "black-box-root-passphrase";
 /// The server's first-bytes deadline and HTTP/1 head timeout (`FIRST_BYTES_DEADLINE`).
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The binary, on a fresh SQLite file and a port the system picked; killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    output: Arc<Mutex<Vec<u8>>>,
-    _dir: tempfile::TempDir,
+/// The binary with the administrator's password, a secret and JSON logs, and `env`.
+async fn start(env: &[(&str, &str)]) -> Server {
+    Server::builder()
+        .envs(&[
+            ("ADMIN_PASSWORD", ADMIN_PW),
+            ("JWT_SECRET_KEY", &"s".repeat(40)),
+            ("LOG_FORMAT", "json"),
+        ])
+        .envs(env)
+        .start()
+        .await
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until the server's descriptor count is at most `bound` (or `wait` passes); returns
+/// the last count.
+async fn fds_settle_to(server: &Server, bound: usize, wait: Duration) -> usize {
+    let deadline = Instant::now() + wait;
+    loop {
+        let n = server.open_fds();
+        if n <= bound || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Server {
-    async fn start(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/db/employees.db", dir.path().display()),
-            )
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("ADMIN_PASSWORD", ADMIN_PW)
-            .env("JWT_SECRET_KEY", "s".repeat(40))
-            .env("RUST_LOG", "info")
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("binary starts");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = output.clone();
-            std::thread::spawn(move || {
-                let mut pipe = pipe;
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            output,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let printed = server.log();
-            if let Some(rest) = printed.split("serving on http://").nth(1) {
-                let addr = rest.split([' ', '"']).next().unwrap();
-                server.addr = addr.parse().expect("the logged address");
-                break;
-            }
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "the server exited: {printed}"
-            );
-            assert!(Instant::now() < deadline, "the server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Open file descriptors of the server process (Linux).
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|dir| dir.count())
-            .unwrap_or(0)
-    }
-
-    /// Resident memory of the server process in KiB (Linux).
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                line.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Waits until the fd count is at most `bound` (or `wait` passes); returns the last count.
-    async fn fds_settle_to(&self, bound: usize, wait: Duration) -> usize {
-        let deadline = Instant::now() + wait;
-        loop {
-            let n = self.fds();
-            if n <= bound || Instant::now() >= deadline {
-                return n;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the process to exit; returns how long that took and
-    /// whether it exited successfully.
-    fn terminate(&mut self) -> (Duration, bool) {
-        let asked = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = asked + Duration::from_secs(25);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (asked.elapsed(), status.success());
-            }
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+/// Waits (at most 5 s) until the server holds no connection open: each one so far is closed
+/// on both ends.
+async fn no_connections_left(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server_connections(server.addr) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} connections still open",
+            server_connections(server.addr)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -176,24 +83,6 @@ fn client_from(from: IpAddr) -> reqwest::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
-}
-
-/// Waits for /healthz from 127.0.0.1 (each probe on a connection of its own).
-async fn wait_healthy(server: &Server) {
-    let client = client_from(v4(127, 0, 0, 1));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(res) = client.get(server.url("/healthz")).send().await
-            && res.status() == 200
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not become healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Logs in as the administrator from `client`; returns the bearer token.
@@ -277,8 +166,7 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
         "this test needs RLIMIT_NOFILE of at least {} (hard limit {fd_limit})",
         FLOOD + 1_000
     );
-    let server = Server::start(&[]).await;
-    wait_healthy(&server).await;
+    let server = start(&[]).await;
     let other = v4(127, 0, 0, 2);
     let client = client_from(other);
     let token = admin_token(&server, &client).await;
@@ -298,9 +186,9 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
         .unwrap();
     assert_eq!(warm.status(), 200);
     // Every connection so far was closed by its client: the descriptors settle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = server.fds();
-    let rss_before = server.rss_kib();
+    no_connections_left(&server).await;
+    let baseline = server.open_fds();
+    let rss_before = server.memory_kib("VmRSS");
 
     // The flood: 5,000 connections from 127.0.10.1..=40, opened 500 at a time.
     let flood_start = Instant::now();
@@ -331,7 +219,7 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
     let during = {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            let n = server.fds();
+            let n = server.open_fds();
             if n >= baseline + FLOOD || Instant::now() >= deadline {
                 break n;
             }
@@ -343,7 +231,7 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
         "server fds during the flood: {during}, baseline {baseline}"
     );
 
-    let rss_during = server.rss_kib();
+    let rss_during = server.memory_kib("VmRSS");
 
     // Meanwhile another client is served at once, on fresh connections.
     let asked = Instant::now();
@@ -393,14 +281,12 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
     );
 
     // The server's descriptors return to where they were.
-    let after = server
-        .fds_settle_to(baseline + 4, Duration::from_secs(5))
-        .await;
+    let after = fds_settle_to(&server, baseline + 4, Duration::from_secs(5)).await;
     assert!(
         after <= baseline + 4,
         "server fds: {baseline} before the flood, {during} during, {after} after"
     );
-    let log = server.log();
+    let log = server.output();
     assert!(!log.contains("accept failed"), "{log}");
     assert!(!log.contains("connections refused"), "{log}");
     let limits = log
@@ -418,8 +304,7 @@ async fn an_idle_connection_flood_is_held_closed_at_the_deadline_and_never_delay
 
 #[tokio::test]
 async fn the_connection_past_the_per_address_cap_is_closed_while_other_addresses_are_served() {
-    let server = Server::start(&[("MAX_CONNECTIONS_PER_IP", "10")]).await;
-    wait_healthy(&server).await;
+    let server = start(&[("MAX_CONNECTIONS_PER_IP", "10")]).await;
     let crowded = v4(127, 0, 20, 1);
     // Ten connections, each proven counted: it answered a request and stays open.
     let mut held = Vec::new();
@@ -461,7 +346,7 @@ async fn the_connection_past_the_per_address_cap_is_closed_while_other_addresses
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = server.log();
+    let log = server.output();
     assert!(log.contains("connections refused"), "{log}");
     // One warning, however many were refused.
     assert_eq!(log.matches("connections refused").count(), 1, "{log}");
@@ -470,8 +355,7 @@ async fn the_connection_past_the_per_address_cap_is_closed_while_other_addresses
 
 #[tokio::test]
 async fn the_connection_past_the_total_cap_is_closed_until_others_close() {
-    let mut server = Server::start(&[("MAX_CONNECTIONS", "5")]).await;
-    wait_healthy(&server).await;
+    let server = start(&[("MAX_CONNECTIONS", "5")]).await;
     // Five connections from five addresses, each proven counted. The readiness probe's own
     // connection may still be counted for a moment, so a refused one is retried.
     let mut held = Vec::new();
@@ -507,14 +391,13 @@ async fn the_connection_past_the_total_cap_is_closed_until_others_close() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(held);
-    let (_, ok) = server.terminate();
-    assert!(ok);
+    let stopped = server.stop().await;
+    assert!(stopped.status.success(), "{}", stopped.output);
 }
 
 #[tokio::test]
 async fn silent_half_open_and_idle_keep_alive_connections_are_closed_at_the_deadline() {
-    let server = Server::start(&[]).await;
-    wait_healthy(&server).await;
+    let server = start(&[]).await;
     let from = v4(127, 0, 40, 1);
     let p_sent = Instant::now();
     let mut only_p = connect_from(from, server.addr).await.unwrap();
@@ -544,8 +427,7 @@ async fn silent_half_open_and_idle_keep_alive_connections_are_closed_at_the_dead
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() {
-    let mut server = Server::start(&[]).await;
-    wait_healthy(&server).await;
+    let server = start(&[]).await;
     let from = v4(127, 0, 50, 1);
     let _idle = connect_from(from, server.addr).await.unwrap();
     // A request in flight: its head is in, its body still coming.
@@ -561,11 +443,16 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() 
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight once the server has read what was sent; then SIGTERM, and the rest of the
+    // body once the listener is closed (the shutdown has begun).
+    wait_until_server_has_read(server.addr, &slow).await;
+    let asked = Instant::now();
+    server.sigterm().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connection_refused(server.addr).await {
+        assert!(Instant::now() < deadline, "the listener stayed open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     slow.write_all(&body.as_bytes()[5..]).await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
@@ -576,7 +463,8 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("access_token"), "{answer}");
     // The idle connection does not hold the process up.
-    let (took, ok) = server.terminate();
-    assert!(ok, "{}", server.log());
+    let stopped = server.wait_for_exit().await;
+    let took = asked.elapsed();
+    assert!(stopped.status.success(), "{}", stopped.output);
     assert!(took < Duration::from_secs(5), "stopping took {took:?}");
 }

@@ -2,31 +2,16 @@
 //! forged cursors, spreadsheet formulas, deep offsets and unreadable credentials. Each test
 //! sends what an attacker would and checks the service's answer and that it stays usable.
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::{
-    body::{Body, Bytes},
-    extract::ConnectInfo,
+    body::Body,
     http::{HeaderValue, Method, Request, StatusCode, header},
 };
 use employee_api::config::ThrottleConfig;
-use futures_util::stream;
 use serde_json::{Value, json};
 
-use crate::{
-    db_test,
-    helpers::{TestApp, TestResponse, USER_PASSWORD, employee_body},
-};
-
-fn from(peer: &str, mut req: Request<Body>) -> Request<Body> {
-    let peer: SocketAddr = peer.parse().unwrap();
-    req.extensions_mut().insert(ConnectInfo(peer));
-    req
-}
+use crate::{db_test, helpers::*};
 
 fn register_req(username: &str, forwarded_for: &str) -> Request<Body> {
     Request::builder()
@@ -38,42 +23,6 @@ fn register_req(username: &str, forwarded_for: &str) -> Request<Body> {
             json!({"username": username, "password": USER_PASSWORD}).to_string(),
         ))
         .unwrap()
-}
-
-fn login_req(username: &str, password: &str) -> Request<Body> {
-    let form =
-        serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-    Request::builder()
-        .method(Method::POST)
-        .uri("/auth/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .unwrap()
-}
-
-/// A request body that sends nothing and never ends: its request stays in flight.
-fn stalled_body() -> Body {
-    Body::from_stream(stream::pending::<Result<Bytes, Infallible>>())
-}
-
-fn stalled_post(path: &str, token: &str) -> Request<Body> {
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(stalled_body())
-        .unwrap()
-}
-
-fn assert_429(res: &TestResponse, case: &str) {
-    assert_eq!(
-        res.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{case}: {}",
-        res.text()
-    );
-    assert!(res.header("retry-after").is_some(), "{case}: Retry-After");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,19 +62,19 @@ db_test!(
     |app| {
         // The proxy connects as ::ffff:127.0.0.1; the clients behind it are told apart.
         for (i, client) in ["198.51.100.1", "198.51.100.2"].into_iter().enumerate() {
-            let req = from(
-                "[::ffff:127.0.0.1]:5000",
+            let req = from_peer(
                 register_req(&format!("behind{i}"), client),
+                addr("[::ffff:127.0.0.1]:5000"),
             );
             let res = app.send_request(req).await;
             assert_eq!(res.status, StatusCode::CREATED, "{client}: {}", res.text());
         }
         // A mapped client address is the IPv4 client: same budget as 198.51.100.1.
-        let req = from(
-            "[::ffff:127.0.0.1]:5000",
+        let req = from_peer(
             register_req("behind9", "::ffff:198.51.100.1"),
+            addr("[::ffff:127.0.0.1]:5000"),
         );
-        assert_429(
+        assert_too_many(
             &app.send_request(req).await,
             "mapped address of a spent client",
         );
@@ -169,17 +118,19 @@ db_test!(
     |app| {
         let admin = app.admin_token().await;
         let user = app.user_token().await;
-        // Three requests whose bodies never arrive hold the admin's slots...
+        // Three requests whose bodies never arrive hold the admin's slots: each is past the
+        // cap once the server starts reading its body...
         let mut held = Vec::new();
         for _ in 0..3 {
-            let router = app.router.clone();
-            let req = from("127.0.0.1:1", stalled_post("/employees/", &admin));
+            let app = app.from(addr("127.0.0.1:1"));
+            let (req, reading) = stalled_post("/employees/", &admin);
             held.push(tokio::spawn(async move {
-                use tower::ServiceExt;
-                let _ = router.oneshot(req).await;
+                let _ = app.send_request(req).await;
             }));
+            tokio::time::timeout(Duration::from_secs(5), reading.notified())
+                .await
+                .expect("the server reads the stalled body");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
         for task in &held {
             assert!(!task.is_finished(), "a stalled request ended early");
         }
@@ -197,7 +148,7 @@ db_test!(
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         // ...so a fourth is refused before its body is read, while others are served.
-        assert_429(&fourth, "fourth request in flight");
+        assert_too_many(&fourth, "fourth request in flight");
         let other = app.get("/employees/1", Some(&user)).await;
         assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.text());
         assert_eq!(app.get("/healthz", None).await.status, StatusCode::OK);
@@ -222,11 +173,10 @@ db_test!(
     |app| {
         let admin = app.admin_token().await;
         let hold = || {
-            let router = app.router.clone();
-            let req = from("127.0.0.1:1", stalled_post("/employees/", &admin));
+            let app = app.from(addr("127.0.0.1:1"));
+            let (req, _) = stalled_post("/employees/", &admin);
             tokio::spawn(async move {
-                use tower::ServiceExt;
-                let _ = router.oneshot(req).await;
+                let _ = app.send_request(req).await;
             })
         };
         // Two requests whose bodies never come take both slots. (One may lose its slot to a
@@ -292,7 +242,9 @@ db_test!(readiness_checks_run_at_most_once_a_second, |app| {
 db_test!(a_body_that_stops_arriving_is_answered_408, |app| {
     let admin = app.admin_token().await;
     let started = Instant::now();
-    let res = app.send_request(stalled_post("/employees/", &admin)).await;
+    let res = app
+        .send_request(stalled_post("/employees/", &admin).0)
+        .await;
     assert_eq!(res.status, StatusCode::REQUEST_TIMEOUT, "{}", res.text());
     assert!(
         started.elapsed() < Duration::from_secs(15),

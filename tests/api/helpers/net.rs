@@ -25,6 +25,8 @@ struct SocketEntry {
     local: SocketAddr,
     remote: SocketAddr,
     listening: bool,
+    /// The TCP state, as the kernel numbers it (01 established, 06 time-wait, 0A listen, ...).
+    state: u8,
     unread: u64,
     inode: u64,
 }
@@ -52,6 +54,7 @@ fn tcp_sockets() -> Vec<SocketEntry> {
                 local: parse_addr(f.get(1)?)?,
                 remote: parse_addr(f.get(2)?)?,
                 listening: *f.get(3)? == "0A",
+                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
                 unread: u64::from_str_radix(rx, 16).ok()?,
                 inode: f.get(9)?.parse().ok()?,
             })
@@ -78,6 +81,15 @@ pub async fn wait_until_server_has_read(server: SocketAddr, client: &TcpStream) 
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Connections the server at `server` still holds open (its end of each, in any state but
+/// listening, time-wait or closed: those have no descriptor any more).
+pub fn server_connections(server: SocketAddr) -> usize {
+    tcp_sockets()
+        .into_iter()
+        .filter(|s| s.local == server && !s.listening && !matches!(s.state, 0x06 | 0x07))
+        .count()
 }
 
 /// The addresses process `pid` listens on (its socket inodes, matched in `/proc/net/tcp`).

@@ -173,3 +173,16 @@ impl HttpBody for Stalled {
         Poll::Pending
     }
 }
+
+/// A JSON `POST` to `path` as `token` whose body never arrives, and what fires once the
+/// server starts reading it (see [`Stalled`]).
+pub fn stalled_post(path: &str, token: &str) -> (Request<Body>, Arc<tokio::sync::Notify>) {
+    let (body, reading) = Stalled::body();
+    (json_req(Method::POST, path, Some(token), body), reading)
+}
+
+/// A socket address written out, e.g. `"[::ffff:127.0.0.1]:5000"`.
+pub fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text:?} is a socket address"))
+}

@@ -215,6 +215,26 @@ impl Server {
         self.dir.path()
     }
 
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or_else(|e| panic!("/proc/{}/fd: {e}", self.child.id()))
+    }
+
+    /// A `kB` line of the process's `/proc/PID/status`, e.g. `VmRSS` (resident now) or
+    /// `VmHWM` (the peak); panics if it cannot be read.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no readable {field} in /proc/{pid}/status:\n{status}"))
+    }
+
     /// Everything printed so far.
     pub fn output(&self) -> String {
         self.captured.text()
@@ -428,4 +448,16 @@ pub fn config_value(out: &Output, key: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .map(str::to_owned)
+}
+
+/// An HTTP client for black-box tests: no proxy, a 30 s timeout, its connections from the
+/// loopback address `from` (127.0.0.0/8 gives each test client an address of its own, so each
+/// has its own per-address budgets).
+pub fn http_client_from(from: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(from)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
 }

@@ -369,13 +369,21 @@ db_test!(
     }),
     |app| {
         app.register_ok("alice").await;
-        // 1 MB fits the body limit: the form is read and the password refused as a field.
-        let res = app.login_raw("alice", &"a".repeat(1_000_000)).await;
-        assert_eq!(res.error_locs(), ["body.password"], "1 MB password");
-        assert!(!res.text().contains("aaaaaaaa"), "1 MB password echoed");
-        // 2 MiB is over it: refused as a body, unread.
-        let res = app.login_raw("alice", &"a".repeat(2 * BODY_LIMIT)).await;
-        assert_too_large(&res, "2 MiB password");
+        // 3,000 characters fit the 4 KiB body limit of /auth/*: the form is read and the
+        // password refused as a field.
+        let res = app.login_raw("alice", &"a".repeat(3_000)).await;
+        assert_eq!(
+            res.error_locs(),
+            ["body.password"],
+            "3,000-character password"
+        );
+        assert!(!res.text().contains("aaaaaaaa"), "the password was echoed");
+        // Past the limit (100 kB, or 2 MiB, over the 1 MiB of other routes): refused as a
+        // body, unread.
+        for size in [100_000, 2 * BODY_LIMIT] {
+            let res = app.login_raw("alice", &"a".repeat(size)).await;
+            assert_too_large(&res, &format!("{size}-byte password"));
+        }
 
         let res = app.login_raw("alice", "a wrong password").await;
         assert_eq!(
@@ -461,16 +469,17 @@ db_test!(
             "{}",
             heard.res.text()
         );
-        // Each heard failure starts the next wait, at some moment while it was in flight
-        // (before its hash). So the next heard attempt cannot be sent sooner than the wait
-        // after the last one was; and a refusal's Retry-After is the rest of the wait, rounded
-        // up, for some moment while the refusal was in flight.
+        // Each heard failure starts the next wait at some moment while it was in flight
+        // (before its hash), and the next attempt is judged at some moment while it is in
+        // flight. So the next heard attempt cannot be answered sooner than the wait after the
+        // last one was sent; and a refusal's Retry-After is the rest of the wait, rounded up,
+        // at some moment while the refusal was in flight.
         for (step, secs) in [(1, 1_u64), (2, 2), (3, 4)] {
             let wait = Duration::from_secs(secs);
             let last = step == 3;
             let password = if last { USER_PASSWORD } else { "wrong again" };
             let (refused, next) = attempt_until_heard(&app, password, wait).await;
-            let waited = next.sent - heard.sent;
+            let waited = next.answered - heard.sent;
             let announced: Vec<u64> = refused
                 .iter()
                 .map(|r| retry_after(&r.res, "refusal"))
@@ -480,9 +489,10 @@ db_test!(
                 waited >= wait,
                 "wait {step}: heard again after {waited:?}, before the {wait:?} wait ended"
             );
+            let idle = next.sent.saturating_duration_since(heard.answered);
             assert!(
-                waited < 2 * wait + Duration::from_secs(1),
-                "wait {step}: heard again only after {waited:?} (the wait is {wait:?})"
+                idle < 2 * wait + Duration::from_secs(1),
+                "wait {step}: heard again only {idle:?} after the last answer (the wait is {wait:?})"
             );
             for (r, value) in refused.iter().zip(&announced) {
                 let most = secs as f64 - secs_between(heard.answered, r.sent);

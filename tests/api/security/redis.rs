@@ -38,6 +38,23 @@ async fn second_instance(app: &TestApp, redis: &str, tweak: fn(&mut Config)) -> 
     instance
 }
 
+/// Polls `/readyz` (whose checks run at most once a second) until it reports Redis as `want`;
+/// at most 30 s.
+async fn wait_for_redis_status(app: &Instance, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = redis_status(app).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still says Redis is {status:?}, not {want:?}, after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// What `/readyz` says about Redis.
 async fn redis_status(app: &Instance) -> String {
     let ready = app.get("/readyz", None).await;
@@ -408,18 +425,11 @@ async fn after_a_redis_outage_an_instance_uses_local_limits_then_returns_to_redi
     assert_eq!(local.get("/", None).await.status, StatusCode::OK);
     assert_eq!(local.get("/", None).await.status, StatusCode::OK);
     assert_too_many(&local.get("/", None).await, "local limit during the outage");
-    assert_eq!(redis_status(&first).await, "degraded");
+    wait_for_redis_status(&first, "degraded").await;
 
     // Redis back: readiness says so once the instance has reconnected...
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while redis_status(&first).await != "ok" {
-        assert!(
-            Instant::now() < deadline,
-            "the first instance did not return to Redis within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_redis_status(&first, "ok").await;
     // ...and the budget is shared again: a client that spent its budget on the second
     // instance is refused by the first, whose local state for it is untouched.
     let (a, b) = (first.from(other_peer(42)), second.from(other_peer(42)));
