@@ -10,9 +10,9 @@ use std::{
 };
 
 use crate::{
-    auth::{self, password::PasswordHasher, token::TokenKeys},
+    auth::{self, password::PasswordHasher, secrets::SecretKeys, token::TokenKeys},
     config::{Config, Secret},
-    db::Db,
+    db::{Db, sessions::Lifetimes},
     domain::{listing::CursorKey, password::PasswordPolicy},
     rate_limit::{Limiters, redis::RedisStore},
 };
@@ -39,6 +39,8 @@ pub struct SharedState {
     pub policy: PasswordPolicy,
     /// Signs the list's keyset cursors (derived from the token secret).
     pub cursor_key: CursorKey,
+    /// Derives refresh-token successors and hashes API keys (derived from the token secret).
+    pub secrets: SecretKeys,
     pub limiters: Arc<Limiters>,
     pub redis: Option<RedisStore>,
     pub config: Config,
@@ -80,6 +82,7 @@ impl AppState {
             hasher: PasswordHasher::new(config.hash_concurrency)?,
             policy: PasswordPolicy::new(config.password_min_length),
             cursor_key: CursorKey::derive(secret.expose().as_bytes()),
+            secrets: SecretKeys::derive(secret.expose().as_bytes()),
             limiters,
             redis,
             config,
@@ -91,6 +94,16 @@ impl AppState {
     /// Whether graceful shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// How long sessions live, from the configuration.
+    pub fn session_lifetimes(&self) -> Lifetimes {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Lifetimes {
+            idle: secs(self.config.refresh_idle),
+            absolute: secs(self.config.refresh_absolute),
+            reuse_grace: secs(self.config.refresh_reuse_grace),
+        }
     }
 
     /// Marks the start of graceful shutdown (`/readyz` turns 503).

@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 
 use crate::{
     auth, db,
-    domain::validation::{FieldError, summarize},
+    domain::{
+        scope::Scope,
+        validation::{FieldError, summarize},
+    },
     rate_limit::Decision,
 };
 
@@ -22,6 +25,15 @@ use crate::{
 pub struct ErrorDetail {
     #[schema(example = "Not authenticated")]
     pub detail: String,
+}
+
+/// The body of an OAuth 2.0 error at the token endpoint: FastAPI's `detail` and RFC 6749's
+/// `error` code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    pub detail: String,
+    /// The RFC 6749 §5.2 error code, e.g. `invalid_grant`.
+    pub error: String,
 }
 
 /// The body of a 422.
@@ -45,8 +57,19 @@ pub enum ApiError {
     InvalidToken,
     #[error("incorrect username or password")]
     BadCredentials,
+    /// A refresh token that is unknown, already exchanged, or whose session ended (RFC 6749
+    /// §5.2 `invalid_grant`).
+    #[error("invalid grant")]
+    InvalidGrant,
     #[error("not an administrator")]
     Forbidden,
+    /// The credential does not carry the scope the operation needs (RFC 6750 §3.1).
+    #[error("insufficient scope")]
+    InsufficientScope(Scope),
+    /// An API key was used where only a login session may act (its account, its sessions,
+    /// other keys), so a leaked key cannot make itself permanent or take the account over.
+    #[error("a login session is required")]
+    SessionRequired,
     #[error("not found: {0}")]
     NotFound(&'static str),
     #[error("conflict: {0}")]
@@ -89,11 +112,13 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidGrant => StatusCode::BAD_REQUEST,
             ApiError::NotAuthenticated | ApiError::InvalidToken | ApiError::BadCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::InsufficientScope(_) | ApiError::SessionRequired => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -114,7 +139,10 @@ impl ApiError {
             ApiError::NotAuthenticated => "Not authenticated",
             ApiError::InvalidToken => "Could not validate credentials",
             ApiError::BadCredentials => "Incorrect username or password",
+            ApiError::InvalidGrant => "Invalid or expired refresh token",
             ApiError::Forbidden => "The user does not have administrative privileges",
+            ApiError::InsufficientScope(_) => "The credential does not carry the scope this needs",
+            ApiError::SessionRequired => "This needs a login session; API keys cannot do it",
             ApiError::NotFound(msg) | ApiError::Conflict(msg) => msg,
             ApiError::ConflictDetail(msg) => msg,
             ApiError::PayloadTooLarge => "Request body too large",
@@ -140,6 +168,14 @@ impl IntoResponse for ApiError {
                     "request rejected by validation"
                 );
                 (status, Json(ValidationErrorBody { detail: errors })).into_response()
+            }
+            ApiError::InvalidGrant => {
+                // RFC 6749 §5.2 clients read `error`; FastAPI clients read `detail`.
+                let body = OAuthError {
+                    detail: self.detail().to_owned(),
+                    error: "invalid_grant".to_owned(),
+                };
+                (status, Json(body)).into_response()
             }
             other => {
                 if let ApiError::Internal(cause) = other {
@@ -168,6 +204,14 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),
                 );
+            }
+            ApiError::InsufficientScope(scope) => {
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    r#"Bearer error="insufficient_scope", scope="{}""#,
+                    scope.as_str()
+                )) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             ApiError::RateLimited(decision) => {
                 headers.insert(

@@ -7,13 +7,13 @@ use utoipa::{
     Modify, OpenApi, ToResponse,
     openapi::{
         OpenApi as OpenApiDoc,
-        security::{Flow, OAuth2, Password, Scopes, SecurityScheme},
+        security::{ApiKey, ApiKeyValue, Flow, OAuth2, Password, Scopes, SecurityScheme},
     },
 };
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    domain::{employee::Employee, user::User, validation::FieldError},
+    domain::{employee::Employee, scope::Scope, user::User, validation::FieldError},
     error::{ErrorDetail, ValidationErrorBody},
 };
 
@@ -29,7 +29,14 @@ use crate::{
     ),
     components(
         schemas(ErrorDetail, ValidationErrorBody, FieldError, Employee, User),
-        responses(Unauthorized, Forbidden, TooManyRequests, PayloadTooLarge, NotJson)
+        responses(
+            Unauthorized,
+            Forbidden,
+            SessionRequired,
+            TooManyRequests,
+            PayloadTooLarge,
+            NotJson
+        )
     ),
     modifiers(&SecurityAddon),
     tags(
@@ -58,6 +65,11 @@ pub struct Unauthorized(pub ErrorDetail);
 #[response(example = json!({"detail": "The user does not have administrative privileges"}))]
 pub struct Forbidden(pub ErrorDetail);
 
+/// An API key was sent where only a login session may act.
+#[derive(ToResponse)]
+#[response(example = json!({"detail": "This needs a login session; API keys cannot do it"}))]
+pub struct SessionRequired(pub ErrorDetail);
+
 /// Over a rate limit or a login throttle.
 #[derive(ToResponse)]
 #[response(
@@ -79,12 +91,32 @@ pub struct NotJson(pub ErrorDetail);
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        // The password flow with its refresh endpoint and every scope, so clients and Swagger
+        // UI's "Authorize" can discover them.
+        let scopes: Scopes = Scope::ALL
+            .into_iter()
+            .map(|s| (s.as_str().to_owned(), s.description().to_owned()))
+            .collect();
         components.add_security_scheme(
             "OAuth2PasswordBearer",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/auth/token",
-                Scopes::new(),
-            ))])),
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::with_refresh_url(
+                    "/auth/token",
+                    scopes,
+                    "/auth/token",
+                ))],
+                "Log in at /auth/token (grant_type=password); refresh there too \
+                 (grant_type=refresh_token). Access tokens carry the scopes requested, limited \
+                 to what the account may hold.",
+            )),
+        );
+        // API keys for scripts: `X-API-Key`, or the same key as a bearer token.
+        components.add_security_scheme(
+            "ApiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key (`emp_...`) from POST /api-keys; its scopes were chosen at creation.",
+            ))),
         );
     }
 }

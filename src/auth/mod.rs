@@ -2,6 +2,7 @@
 //! the extractors in [`crate::extract::auth`].
 
 pub mod password;
+pub mod secrets;
 pub mod token;
 
 /// An unexpected failure of the hashing pool or the token signer (never "wrong password" or

@@ -6,8 +6,10 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::Error;
+use crate::domain::scope::Scopes;
 
 /// Clock skew tolerated on `exp`/`nbf`, in seconds (the contract allows at most 30).
 pub const LEEWAY_SECS: u64 = 10;
@@ -21,6 +23,20 @@ pub struct Claims {
     /// Unique per token (for audit trails); not required when decoding.
     #[serde(default)]
     pub jti: Option<String>,
+    /// The session the token belongs to: a revoked or expired session ends its tokens at once.
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// The scopes the token carries, space-separated (RFC 8693 §4.2).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user_id: i64,
+    pub session_id: Uuid,
+    pub scopes: Scopes,
 }
 
 /// Signs and checks tokens. Decoding accepts only the configured algorithm, requires a numeric
@@ -55,8 +71,8 @@ impl TokenKeys {
         self.ttl
     }
 
-    /// A new token for `user_id`.
-    pub fn issue(&self, user_id: i64) -> Result<String, Error> {
+    /// A new token for `user_id` in `session_id`, carrying `scopes`.
+    pub fn issue(&self, user_id: i64, session_id: Uuid, scopes: Scopes) -> Result<String, Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -65,15 +81,18 @@ impl TokenKeys {
             sub: user_id.to_string(),
             iat: now,
             exp: now + self.ttl.as_secs(),
-            jti: Some(uuid::Uuid::new_v4().to_string()),
+            jti: Some(Uuid::new_v4().to_string()),
+            sid: Some(session_id.to_string()),
+            scope: Some(scopes.to_string()),
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some("JWT".into());
         encode(&header, &claims, &self.encoding).map_err(|e| Error::new("sign token", e))
     }
 
-    /// The user id a valid token names; `None` for anything unacceptable.
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// What a valid token names; `None` for anything unacceptable (including a token without
+    /// a session or with a scope this server does not know).
+    pub fn verify(&self, token: &str) -> Option<VerifiedToken> {
         // Tokens are small; refuse to parse something absurd.
         if token.len() > 4096 {
             return None;
@@ -86,9 +105,17 @@ impl TokenKeys {
         {
             return None;
         }
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let id: i64 = data.claims.sub.parse().ok()?;
-        (id > 0).then_some(id)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        let user_id: i64 = claims.sub.parse().ok().filter(|id| *id > 0)?;
+        let session_id = Uuid::parse_str(claims.sid.as_deref()?).ok()?;
+        let scopes = Scopes::parse(claims.scope.as_deref().unwrap_or_default()).ok()?;
+        Some(VerifiedToken {
+            user_id,
+            session_id,
+            scopes,
+        })
     }
 }
 
@@ -124,32 +151,71 @@ mod tests {
         format!("{signing_input}.{sig}")
     }
 
+    fn sid() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn issue(k: &TokenKeys, user_id: i64) -> String {
+        k.issue(user_id, sid(), Scopes::allowed_for(false)).unwrap()
+    }
+
+    /// Claims of a valid token for `sub`, to forge variations of.
+    fn valid(sub: &str) -> serde_json::Value {
+        serde_json::json!({"sub": sub, "exp": now() + 60, "iat": now(), "sid": sid().to_string(), "scope": "employees:read"})
+    }
+
     #[test]
     fn issued_token_round_trips() {
         let k = keys();
-        assert_eq!(k.verify(&k.issue(42).unwrap()), Some(42));
+        let token = k.issue(42, sid(), Scopes::allowed_for(true)).unwrap();
+        assert_eq!(
+            k.verify(&token),
+            Some(VerifiedToken {
+                user_id: 42,
+                session_id: sid(),
+                scopes: Scopes::allowed_for(true)
+            })
+        );
+    }
+
+    #[test]
+    fn a_token_without_a_session_or_with_an_unknown_scope_is_rejected() {
+        let h = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let mut no_sid = valid("1");
+        no_sid.as_object_mut().unwrap().remove("sid");
+        assert_eq!(
+            keys().verify(&forge(h.clone(), no_sid, Algorithm::HS256)),
+            None
+        );
+        let mut root = valid("1");
+        root["scope"] = "employees:read root".into();
+        assert_eq!(
+            keys().verify(&forge(h.clone(), root, Algorithm::HS256)),
+            None
+        );
+        assert!(
+            keys()
+                .verify(&forge(h, valid("1"), Algorithm::HS256))
+                .is_some()
+        );
     }
 
     #[test]
     fn token_signed_with_another_secret_is_rejected() {
         let other = TokenKeys::new(&[7u8; 64], Algorithm::HS256, Duration::from_secs(600));
-        assert_eq!(keys().verify(&other.issue(1).unwrap()), None);
+        assert_eq!(keys().verify(&issue(&other, 1)), None);
     }
 
     #[test]
     fn alg_none_is_rejected() {
         let head = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
-        let body = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"sub":"1","exp":{},"iat":{}}}"#,
-            now() + 60,
-            now()
-        ));
+        let body = URL_SAFE_NO_PAD.encode(valid("1").to_string());
         assert_eq!(keys().verify(&format!("{head}.{body}.")), None);
     }
 
     #[test]
     fn other_algorithm_is_rejected_even_with_the_right_key() {
-        let claims = serde_json::json!({"sub": "1", "exp": now() + 60, "iat": now()});
+        let claims = valid("1");
         let token = forge(
             serde_json::json!({"alg": "HS512", "typ": "JWT"}),
             claims,
@@ -161,43 +227,41 @@ mod tests {
     #[test]
     fn exp_as_string_or_missing_is_rejected() {
         let h = serde_json::json!({"alg": "HS256", "typ": "JWT"});
-        let ok = forge(
-            h.clone(),
-            serde_json::json!({"sub": "1", "exp": now() + 60, "iat": now()}),
-            Algorithm::HS256,
-        );
+        let ok = forge(h.clone(), valid("1"), Algorithm::HS256);
         assert_eq!(
-            keys().verify(&ok),
+            keys().verify(&ok).map(|t| t.user_id),
             Some(1),
             "the forging helper itself must produce valid tokens"
         );
-        let string_exp =
-            serde_json::json!({"sub": "1", "exp": (now() + 60).to_string(), "iat": now()});
+        let mut string_exp = valid("1");
+        string_exp["exp"] = (now() + 60).to_string().into();
         assert_eq!(
             keys().verify(&forge(h.clone(), string_exp, Algorithm::HS256)),
             None
         );
-        let no_exp = serde_json::json!({"sub": "1", "iat": now()});
+        let mut no_exp = valid("1");
+        no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(keys().verify(&forge(h, no_exp, Algorithm::HS256)), None);
     }
 
     #[test]
     fn expired_and_not_yet_valid_tokens_are_rejected() {
         let h = serde_json::json!({"alg": "HS256"});
-        let expired =
-            serde_json::json!({"sub": "1", "exp": now() - LEEWAY_SECS - 5, "iat": now() - 100});
+        let mut expired = valid("1");
+        expired["exp"] = (now() - LEEWAY_SECS - 5).into();
+        expired["iat"] = (now() - 100).into();
         assert_eq!(
             keys().verify(&forge(h.clone(), expired, Algorithm::HS256)),
             None
         );
-        let future_nbf =
-            serde_json::json!({"sub": "1", "exp": now() + 600, "iat": now(), "nbf": now() + 3600});
+        let mut future_nbf = valid("1");
+        future_nbf["nbf"] = (now() + 3600).into();
         assert_eq!(keys().verify(&forge(h, future_nbf, Algorithm::HS256)), None);
     }
 
     #[test]
     fn jwk_and_jku_headers_are_rejected() {
-        let claims = serde_json::json!({"sub": "1", "exp": now() + 60, "iat": now()});
+        let claims = valid("1");
         let jku = serde_json::json!({"alg": "HS256", "jku": "http://127.0.0.1:1/keys"});
         assert_eq!(
             keys().verify(&forge(jku, claims.clone(), Algorithm::HS256)),

@@ -111,16 +111,29 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
-    /// Replace an account's password (prompt or standard input).
+    /// Replace an account's password (prompt or standard input); its sessions end.
     SetPassword { username: String },
     /// List accounts.
     List,
-    /// Delete an account; its tokens stop working at once.
+    /// Delete an account with its sessions and API keys; its tokens stop working at once.
     Delete { username: String },
     /// Grant administrator rights.
     Promote { username: String },
-    /// Remove administrator rights.
+    /// Remove administrator rights (not from the last active administrator).
     Demote { username: String },
+    /// Disable an account: it cannot log in, its sessions and API keys stop working at once.
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// List an account's live sessions.
+    Sessions { username: String },
+    /// End an account's sessions: all of them, or the one given with --session.
+    Revoke {
+        username: String,
+        /// The id of one session to end (see `user sessions`).
+        #[arg(long)]
+        session: Option<uuid::Uuid>,
+    },
 }
 
 /// What a command ended with instead of success: the message, and the process exit code.

@@ -4,20 +4,17 @@
 use time::Date;
 use uuid::Uuid;
 
-use super::{Backend, Db, Error, on_pool};
-use crate::domain::{
-    employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold},
-    user::User,
-    username::Username,
+use sqlx::AssertSqlSafe;
+
+use super::{
+    Backend, Db, Error, on_pool,
+    statement::{Param, Statement, bind_all},
+    viewer::{Credential, Viewer, ViewerColumns},
 };
+use crate::domain::employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold};
 
 const SELECT_BY_ID: &str =
     "SELECT emp_id, emp_name, city, country, emp_dob, id FROM employees WHERE emp_id = $1";
-
-/// The viewer and the employee in one row: the per-request user check rides on the read.
-const SELECT_SEEN_BY: &str = "SELECT u.id AS viewer_id, u.username AS viewer_name, \
-       u.is_admin AS viewer_is_admin, e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id \
-     FROM users u LEFT JOIN employees e ON e.emp_id = $2 WHERE u.id = $1";
 
 /// An employee row as stored.
 #[derive(sqlx::FromRow)]
@@ -43,12 +40,11 @@ impl From<EmployeeRow> for Employee {
     }
 }
 
-/// A user joined with an employee that may not exist.
+/// The viewer (see [`Credential::live_sql`]) and an employee that may not exist, in one row.
 #[derive(sqlx::FromRow)]
 struct ViewerRow {
-    viewer_id: i64,
-    viewer_name: String,
-    viewer_is_admin: bool,
+    #[sqlx(flatten)]
+    viewer: ViewerColumns,
     emp_id: Option<i64>,
     emp_name: Option<String>,
     city: Option<String>,
@@ -58,12 +54,7 @@ struct ViewerRow {
 }
 
 impl ViewerRow {
-    fn into_parts(self) -> (User, Option<Employee>) {
-        let user = User {
-            id: self.viewer_id,
-            username: Username::from_db(self.viewer_name),
-            is_admin: self.viewer_is_admin,
-        };
+    fn into_parts(self) -> (Viewer, Option<Employee>) {
         let employee = match (
             self.emp_id,
             self.emp_name,
@@ -84,7 +75,7 @@ impl ViewerRow {
             }
             _ => None,
         };
-        (user, employee)
+        (self.viewer.into_viewer(), employee)
     }
 }
 
@@ -123,33 +114,39 @@ impl Db {
         Ok(row.map(Employee::from))
     }
 
-    /// The user `user_id` (if it still exists) and the employee `emp_id` (if any), in one round
-    /// trip: the per-request user check and the read share a query on the hottest route.
+    /// Whoever `credential` names, if it is live at `now`, and the employee `emp_id` (if any),
+    /// in one round trip: the per-request credential check and the read share a query on the
+    /// hottest route.
     pub async fn employee_seen_by(
         &self,
-        user_id: i64,
+        credential: &Credential,
         emp_id: EmpId,
-    ) -> Result<Option<(User, Option<Employee>)>, Error> {
-        let emp_id = emp_id.get();
+        now: i64,
+    ) -> Result<Option<(Viewer, Option<Employee>)>, Error> {
+        let mut sql = Statement::default();
+        let viewer = credential.live_sql(now, &mut sql);
+        let emp_id = sql.bind(Param::Int(emp_id.get()));
+        sql.text = format!(
+            "SELECT v.*, e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id \
+             FROM ({viewer}) v LEFT JOIN employees e ON e.emp_id = {emp_id}"
+        );
         // fetch_all, not fetch_optional: sqlx runs fetch_optional as "Execute at most one row"
         // and then sends an extra Sync to close the portal (one more message each way per
         // request, seen with strace); the key lookup yields one row at most anyway.
         let rows: Vec<ViewerRow> = match &self.backend {
             Backend::Postgres { hot, .. } => {
                 let mut lease = hot.get().await?;
-                let rows = sqlx::query_as(SELECT_SEEN_BY)
-                    .bind(user_id)
-                    .bind(emp_id)
+                let rows = bind_all(sqlx::query_as(AssertSqlSafe(sql.text)), sql.params)
                     .fetch_all(lease.conn())
                     .await;
                 lease.finish(rows)?
             }
-            Backend::Sqlite { reader, .. } => sqlx::query_as(SELECT_SEEN_BY)
-                .bind(user_id)
-                .bind(emp_id)
-                .fetch_all(reader)
-                .await
-                .map_err(|e| self.outages.classify(e))?,
+            Backend::Sqlite { reader, .. } => {
+                bind_all(sqlx::query_as(AssertSqlSafe(sql.text)), sql.params)
+                    .fetch_all(reader)
+                    .await
+                    .map_err(|e| self.outages.classify(e))?
+            }
         };
         Ok(rows.into_iter().next().map(ViewerRow::into_parts))
     }

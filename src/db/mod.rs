@@ -6,12 +6,16 @@
 //! - `match &self.backend` only where the backends differ in kind: connecting, migrating, and
 //!   the hot reads that bypass sqlx's pool ([`pool`]).
 
+pub mod api_keys;
 pub mod employees;
 mod error;
 pub mod import;
 pub mod list;
 mod pool;
+pub mod sessions;
+mod statement;
 pub mod users;
+pub mod viewer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 

@@ -2,10 +2,12 @@
 //! constructor: raw input is parsed once, at the edge, and nothing past that re-checks it.
 
 pub mod client;
+pub mod clock;
 pub mod employee;
 pub mod input;
 pub mod listing;
 pub mod password;
+pub mod scope;
 pub mod user;
 pub mod username;
 pub mod validation;

@@ -1,6 +1,7 @@
-//! Verifies the bearer token once per request (signature, pinned algorithm, claims) and leaves
-//! the verdict as an [`Authentication`] extension: the rate limiter keys on it and the auth
-//! extractors read it, so nothing decodes the token twice.
+//! Reads the credential once per request and leaves the verdict as an [`Authentication`]
+//! extension: an access token is verified (signature, pinned algorithm, claims), an API key
+//! (`X-API-Key`, or a bearer token starting with `emp_`) is hashed for its lookup. The rate
+//! limiter keys on the verdict and the auth extractors read it, so nothing decodes twice.
 
 use axum::{
     extract::{Request, State},
@@ -9,15 +10,18 @@ use axum::{
     response::Response,
 };
 
-use crate::{app::AppState, extract::auth::Authentication};
+use crate::{app::AppState, auth::secrets::API_KEY_PREFIX, extract::auth::Authentication};
 
 /// Sets the [`Authentication`] extension.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let verdict = match bearer_token(req.headers()) {
+    let verdict = match credential(req.headers()) {
         Credential::None => Authentication::Anonymous,
         Credential::Unreadable => Authentication::Invalid,
+        Credential::ApiKey(key) => Authentication::ApiKey {
+            hash: state.secrets.api_key_hash(key),
+        },
         Credential::Bearer(token) => match state.tokens.verify(token) {
-            Some(user_id) => Authentication::Token { user_id },
+            Some(token) => Authentication::Token(token),
             None => Authentication::Invalid,
         },
     };
@@ -25,18 +29,30 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
-/// What the `Authorization` header holds.
+/// What the request's headers hold.
 #[derive(Debug, PartialEq, Eq)]
 enum Credential<'h> {
-    /// No header, or another scheme (Basic, ...): no bearer credential was sent.
+    /// No `Authorization` (or another scheme: Basic, ...) and no `X-API-Key`.
     None,
     /// A header that cannot be read (not visible ASCII), or a bearer scheme with no token: a
     /// credential was sent but is unusable (RFC 6750 `invalid_token`).
     Unreadable,
+    /// An access token.
     Bearer(&'h str),
+    /// An API key, from `X-API-Key` or as a bearer token starting with `emp_`.
+    ApiKey(&'h str),
 }
 
-fn bearer_token(headers: &HeaderMap) -> Credential<'_> {
+/// The header scripts may send their API key in.
+const API_KEY_HEADER: &str = "x-api-key";
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    if let Some(value) = headers.get(API_KEY_HEADER) {
+        return match value.to_str().map(str::trim) {
+            Ok(key) if key.starts_with(API_KEY_PREFIX) => Credential::ApiKey(key),
+            _ => Credential::Unreadable,
+        };
+    }
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Credential::None;
     };
@@ -49,6 +65,7 @@ fn bearer_token(headers: &HeaderMap) -> Credential<'_> {
     }
     match token.trim() {
         "" => Credential::Unreadable,
+        key if key.starts_with(API_KEY_PREFIX) => Credential::ApiKey(key),
         token => Credential::Bearer(token),
     }
 }
@@ -68,16 +85,13 @@ mod tests {
 
     #[test]
     fn credentials_are_read_as_rfc_6750_says() {
-        assert_eq!(bearer_token(&HeaderMap::new()), Credential::None);
-        assert_eq!(bearer_token(&with(b"Basic YTpi")), Credential::None);
+        assert_eq!(credential(&HeaderMap::new()), Credential::None);
+        assert_eq!(credential(&with(b"Basic YTpi")), Credential::None);
+        assert_eq!(credential(&with(b"bearer abc")), Credential::Bearer("abc"));
+        assert_eq!(credential(&with(b"Bearer")), Credential::Unreadable);
+        assert_eq!(credential(&with(b"Bearer   ")), Credential::Unreadable);
         assert_eq!(
-            bearer_token(&with(b"bearer abc")),
-            Credential::Bearer("abc")
-        );
-        assert_eq!(bearer_token(&with(b"Bearer")), Credential::Unreadable);
-        assert_eq!(bearer_token(&with(b"Bearer   ")), Credential::Unreadable);
-        assert_eq!(
-            bearer_token(&with("Bearer tök".as_bytes())),
+            credential(&with("Bearer tök".as_bytes())),
             Credential::Unreadable
         );
     }

@@ -19,6 +19,8 @@ use crate::domain::client::network_key;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     User(i64),
+    /// An API key, by the start of its hash.
+    ApiKey(u64),
     Network(IpAddr),
 }
 
@@ -26,6 +28,7 @@ impl fmt::Display for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientKey::User(id) => write!(f, "u:{id}"),
+            ClientKey::ApiKey(id) => write!(f, "k:{id:016x}"),
             ClientKey::Network(ip) => write!(f, "ip:{ip}"),
         }
     }

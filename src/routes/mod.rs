@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource. Handlers parse input into domain types, call `db`
 //! or `auth`, and build the response; they never write SQL.
 
+pub mod api_keys;
 pub mod auth;
 pub mod employees;
 pub mod health;
@@ -18,4 +19,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(employees::router())
+        .merge(api_keys::router())
 }

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod connections;
+pub mod housekeeping;
 mod listener;
 mod metrics;
 mod watchdog;
@@ -77,6 +78,7 @@ pub async fn run(
     let state = AppState::new(config, db, &secret, "employee-api")
         .map_err(|e| StartupError(e.to_string()))?;
     ensure_admin(&state).await?;
+    housekeeping::spawn(&state);
     if let Some(addr) = state.config.metrics_addr {
         metrics::serve_metrics(addr, state.db.clone()).await?;
     }

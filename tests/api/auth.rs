@@ -18,11 +18,12 @@ db_test!(
         let body = res.json();
         assert_eq!(body["username"], "alice_1", "stored lower-cased");
         assert_eq!(body["is_admin"], false);
+        assert_eq!(body["is_active"], true);
         assert!(body["id"].is_i64());
         assert_eq!(
             body.as_object().unwrap().len(),
-            3,
-            "exactly id, username, is_admin: {body}"
+            4,
+            "exactly id, username, is_admin, is_active: {body}"
         );
         assert!(!res.text().contains("argon2"));
     }

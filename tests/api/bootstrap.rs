@@ -27,7 +27,12 @@ mod without_admin_password_a_random_one_is_generated_and_adminpassword_never_wor
             let res = app.login_raw("admin", wrong).await;
             assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{wrong}");
         }
-        let admins = app.state.db.list_users(Default::default()).await.unwrap();
+        let admins = app
+            .state
+            .db
+            .list_users(Default::default(), &Default::default())
+            .await
+            .unwrap();
         assert_eq!(admins.len(), 1);
         assert!(admins[0].is_admin);
         assert_eq!(admins[0].username.as_str(), "admin");
@@ -96,7 +101,7 @@ mod without_admin_password_a_random_one_is_generated_and_adminpassword_never_wor
         let admins = admins.expect("listed");
         assert_eq!(
             admins,
-            serde_json::json!([{"id": admins[0]["id"], "username": "admin", "is_admin": true}])
+            serde_json::json!([{"id": admins[0]["id"], "username": "admin", "is_admin": true, "is_active": true}])
         );
         let stopped = server.stop().await;
         assert!(stopped.status.success(), "{}", stopped.output);
@@ -145,7 +150,7 @@ db_test!(
         let users = app.get("/users/", Some(&admin)).await.json();
         assert_eq!(
             users,
-            serde_json::json!([{"id": users[0]["id"], "username": "admin", "is_admin": true}]),
+            serde_json::json!([{"id": users[0]["id"], "username": "admin", "is_admin": true, "is_active": true}]),
             "exactly the one administrator"
         );
     }
@@ -172,13 +177,15 @@ async fn generated_secret_is_kept_in_a_private_file_and_survives_a_restart() {
         std::fs::read_to_string(&secret_file).unwrap().trim().len() >= 64,
         "256 bits, hex"
     );
-    let token = first.tokens.issue(1).unwrap();
+    let session = uuid::Uuid::new_v4();
+    let scopes = employee_api::domain::scope::Scopes::allowed_for(false);
+    let token = first.tokens.issue(1, session, scopes).unwrap();
     drop(router);
     first.db.close().await;
 
     let (second, _router) = TestApp::start_on(url, config).await;
     assert_eq!(
-        second.tokens.verify(&token),
+        second.tokens.verify(&token).map(|t| t.user_id),
         Some(1),
         "a token issued before the restart still validates"
     );

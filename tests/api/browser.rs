@@ -345,11 +345,15 @@ async fn authorize_and_list_employees(page: Page, base: String) {
     page.click(".auth-wrapper button.authorize").await;
     page.type_into("#oauth_username", "admin").await;
     page.type_into("#oauth_password", ADMIN_PW).await;
-    page.click(".modal-ux .auth-btn-wrapper button.authorize")
+    // The password flow's own Authorize button: OAuth2 schemes follow the scopes note
+    // (`.scope-def`); the API key scheme above has a button of its own.
+    page.click(".modal-ux .scope-def ~ div .auth-btn-wrapper button.authorize")
         .await;
     // Logged in: the modal's button turns into "Logout".
-    page.wait_for(r#".modal-ux .auth-btn-wrapper button[aria-label="Remove authorization"]"#)
-        .await;
+    page.wait_for(
+        r#".modal-ux .scope-def ~ div .auth-btn-wrapper button[aria-label="Remove authorization"]"#,
+    )
+    .await;
     page.click(".modal-ux .auth-btn-wrapper button.btn-done")
         .await;
 

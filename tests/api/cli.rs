@@ -501,6 +501,14 @@ async fn user_demote_takes_the_admin_rights_away_at_once() {
         "a long enough passphrase\n",
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // A second administrator: the last active one cannot be demoted.
+    let out = run_cli(
+        d,
+        &["user", "create", "dave", "--admin"],
+        &[],
+        "another long passphrase\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let server = Server::builder()
         .in_dir(d)
         .env("ADMIN_PASSWORD", ADMIN_PW)
@@ -535,6 +543,13 @@ async fn user_demote_takes_the_admin_rights_away_at_once() {
         .find(|l| l.contains("carol"))
         .unwrap_or_else(|| panic!("carol missing from:\n{list}"));
     assert!(!carol.contains("admin"), "{list}");
+    let last = run_cli(d, &["user", "demote", "dave"], &[], "");
+    assert_eq!(last.status.code(), Some(1), "{}", stderr(&last));
+    assert!(
+        stderr(&last).contains("last active administrator"),
+        "{}",
+        stderr(&last)
+    );
     assert_eq!(
         run_cli(d, &["user", "demote", "nobody"], &[], "")
             .status

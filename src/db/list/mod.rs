@@ -13,9 +13,14 @@ mod sqlite;
 use sqlx::AssertSqlSafe;
 
 pub use sql::Dialect;
-pub(crate) use sql::{Param, Statement};
 
-use super::{Backend, Db, Error, employees::EmployeeRow, on_pool};
+use super::{
+    Backend, Db, Error,
+    employees::EmployeeRow,
+    on_pool,
+    statement::{Statement, bind_all},
+    viewer::Credential,
+};
 use crate::domain::{employee::Employee, listing::EmployeeQuery};
 
 /// A page of the list, ready to send.
@@ -41,17 +46,23 @@ fn prefer_places(matches: i64, all: i64, limit: u32) -> bool {
 }
 
 impl Db {
-    /// One page of the list as the response body, read together with the viewer check and
-    /// (when `with_total`) the count. `None` when the user `viewer` no longer exists.
+    /// One page of the list as the response body, read together with the check that the
+    /// `viewer`'s credential is live at `now` and (when `with_total`) the count. `None` when the
+    /// credential is not live.
     pub async fn list_page(
         &self,
-        viewer: i64,
+        viewer: &Credential,
         query: &EmployeeQuery,
         with_total: bool,
+        now: i64,
     ) -> Result<Option<ListPage>, Error> {
         match &self.backend {
-            Backend::Postgres { hot, .. } => postgres::page(hot, viewer, query, with_total).await,
-            Backend::Sqlite { pages, .. } => sqlite::page(pages, viewer, query, with_total).await,
+            Backend::Postgres { hot, .. } => {
+                postgres::page(hot, viewer, query, with_total, now).await
+            }
+            Backend::Sqlite { pages, .. } => {
+                sqlite::page(pages, viewer, query, with_total, now).await
+            }
         }
     }
 
@@ -63,7 +74,7 @@ impl Db {
             .dialect()
             .rows(query, i64::from(query.limit) + 1, false, &mut sql);
         let rows: Vec<EmployeeRow> = on_pool!(self, read, |pool| {
-            sql::bind_all(sqlx::query_as(AssertSqlSafe(text)), sql.params)
+            bind_all(sqlx::query_as(AssertSqlSafe(text)), sql.params)
                 .fetch_all(pool)
                 .await
         })?;

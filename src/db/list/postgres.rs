@@ -4,9 +4,14 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::{ListPage, Param, Statement, prefer_places, sql};
+use super::{ListPage, prefer_places, sql};
 use crate::{
-    db::{Error, pool::PgReaders},
+    db::{
+        Error,
+        pool::PgReaders,
+        statement::{Param, Statement, bind_all},
+        viewer::Credential,
+    },
     domain::listing::EmployeeQuery,
 };
 
@@ -28,15 +33,16 @@ struct PageRow {
     j: String,
 }
 
-/// Reads one page on a hot-read connection; `None` when the viewer no longer exists.
+/// Reads one page on a hot-read connection; `None` when the viewer's credential is not live.
 pub(super) async fn page(
     readers: &PgReaders,
-    viewer: i64,
+    viewer: &Credential,
     query: &EmployeeQuery,
     with_total: bool,
+    now: i64,
 ) -> Result<Option<ListPage>, Error> {
     let mut lease = readers.get().await?;
-    let read = read(lease.conn(), viewer, query, with_total).await;
+    let read = read(lease.conn(), viewer, query, with_total, now).await;
     let (rows, viewer_exists, total) = lease.finish(read)?;
     if !viewer_exists {
         return Ok(None);
@@ -68,9 +74,10 @@ pub(super) async fn page(
 /// The statements of one page, on one connection: (rows, viewer exists, total).
 async fn read(
     conn: &mut PgConnection,
-    viewer: i64,
+    viewer: &Credential,
     query: &EmployeeQuery,
     with_total: bool,
+    now: i64,
 ) -> Result<(Vec<PageRow>, bool, Option<i64>), sqlx::Error> {
     // With filters, the count comes first: it chooses how the page finds its rows (as on
     // SQLite), at the cost of a second round trip.
@@ -81,7 +88,7 @@ async fn read(
         let matches = DIALECT.count(&query.filters, &mut count);
         count.text = format!("SELECT {matches}, (SELECT n FROM employee_count)");
         let (matches, all): (i64, i64) =
-            sql::bind_all(sqlx::query_as(AssertSqlSafe(count.text)), count.params)
+            bind_all(sqlx::query_as(AssertSqlSafe(count.text)), count.params)
                 .fetch_one(&mut *conn)
                 .await?;
         by_place = prefer_places(matches, all, query.limit);
@@ -94,19 +101,19 @@ async fn read(
         (true, None) => DIALECT.count(&query.filters, sql),
     };
     let mut sql = Statement::default();
-    let viewer_param = sql.bind(Param::Int(viewer));
+    let live = viewer.live_sql(now, &mut sql);
     let total = total_sql(&mut sql);
     let rows = DIALECT.rows(query, i64::from(query.limit) + 1, by_place, &mut sql);
     // The same order as `rows`, which PostgreSQL knows the subquery already yields (no sort).
     let order = sql::order_by(query, "");
     sql.text = format!(
-        "SELECT (SELECT 1 FROM users WHERE id = {viewer_param}) AS viewer, {total} AS total, \
+        "SELECT (SELECT 1 FROM ({live}) v) AS viewer, {total} AS total, \
          {JSON_OBJECT} AS j FROM ({rows}) page ORDER BY {order}"
     );
     // Through the places, the plan is the same whatever the values (a nested loop over the
     // matching places): kept prepared, like the unfiltered pages.
     let persistent = by_place || sql::plan_is_stable(query);
-    let rows: Vec<PageRow> = sql::bind_all(sqlx::query_as(AssertSqlSafe(sql.text)), sql.params)
+    let rows: Vec<PageRow> = bind_all(sqlx::query_as(AssertSqlSafe(sql.text)), sql.params)
         .persistent(persistent)
         .fetch_all(&mut *conn)
         .await?;
@@ -115,11 +122,11 @@ async fn read(
         // No rows, so no row to carry the viewer check and the count: ask for them alone.
         None => {
             let mut sql = Statement::default();
-            let viewer_param = sql.bind(Param::Int(viewer));
+            let live = viewer.live_sql(now, &mut sql);
             let total = total_sql(&mut sql);
-            sql::bind_all(
+            bind_all(
                 sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT (SELECT 1 FROM users WHERE id = {viewer_param}), {total}"
+                    "SELECT (SELECT 1 FROM ({live}) v), {total}"
                 ))),
                 sql.params,
             )

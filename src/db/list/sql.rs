@@ -3,10 +3,9 @@
 //! the query parser bounded to 1..=1000) are ever written into the text; every value is bound.
 //! What differs between the backends is decided by [`Dialect`].
 
-use time::Date;
-
-use crate::domain::listing::{
-    Cursor, EmployeeQuery, Filters, Order, SortKey, SortValue, parse_date,
+use crate::{
+    db::statement::{Param, Statement},
+    domain::listing::{Cursor, EmployeeQuery, Filters, Order, SortKey, SortValue, parse_date},
 };
 
 /// The columns of a page row, in the order the readers expect them.
@@ -17,29 +16,6 @@ const COLUMNS: &str = "e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id"
 pub enum Dialect {
     Postgres,
     Sqlite,
-}
-
-/// A value bound to a list statement, in placeholder order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Param {
-    Text(String),
-    Int(i64),
-    Date(Date),
-}
-
-/// A statement's text and its parameters, named `$1`, `$2`, ... in the text.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Statement {
-    pub text: String,
-    pub params: Vec<Param>,
-}
-
-impl Statement {
-    /// Appends `param` and returns its placeholder (`$n`).
-    pub fn bind(&mut self, param: Param) -> String {
-        self.params.push(param);
-        format!("${}", self.params.len())
-    }
 }
 
 /// Escapes `%`, `_` and `\` so a LIKE pattern matches them literally (with `ESCAPE '\'`).
@@ -241,27 +217,6 @@ fn keyset_condition(cursor: &Cursor, column: &str, cmp: &str, sql: &mut Statemen
     let v = sql.bind(value);
     let k = sql.bind(Param::Int(cursor.after_emp_id));
     format!("(e.{column}, e.emp_id) {cmp} ({v}, {k})")
-}
-
-/// Binds `params` to a sqlx query in placeholder order.
-pub(crate) fn bind_all<'q, DB, O>(
-    mut query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
-    params: Vec<Param>,
-) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>
-where
-    DB: sqlx::Database,
-    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Date: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    for param in params {
-        query = match param {
-            Param::Text(v) => query.bind(v),
-            Param::Int(v) => query.bind(v),
-            Param::Date(v) => query.bind(v),
-        };
-    }
-    query
 }
 
 #[cfg(test)]

@@ -12,9 +12,14 @@ use rusqlite::{Connection, types::ValueRef};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ListPage, Param, Statement, prefer_places, sql};
+use super::{ListPage, prefer_places, sql};
 use crate::{
-    db::{Error, pool::SqlitePages},
+    db::{
+        Error,
+        pool::SqlitePages,
+        statement::{Param, Statement},
+        viewer::Credential,
+    },
     domain::{
         employee::Employee,
         listing::{EmployeeQuery, format_date, parse_date},
@@ -25,7 +30,8 @@ const DIALECT: sql::Dialect = sql::Dialect::Sqlite;
 
 /// What one page needs: the viewer check, the count and the rows.
 struct PageQuery {
-    viewer: i64,
+    /// Yields a row while the viewer's credential is live.
+    viewer: Statement,
     /// The number of matching rows; present when reported or when it chooses the plan.
     count: Option<Statement>,
     /// Whether the count goes into the response (`X-Total-Count`).
@@ -37,13 +43,19 @@ struct PageQuery {
     limit: usize,
 }
 
-/// Reads one page on a page-reader connection; `None` when the viewer no longer exists.
+/// Reads one page on a page-reader connection; `None` when the viewer's credential is not live.
 pub(super) async fn page(
     pages: &SqlitePages,
-    viewer: i64,
+    viewer: &Credential,
     query: &EmployeeQuery,
     with_total: bool,
+    now: i64,
 ) -> Result<Option<ListPage>, Error> {
+    let viewer = {
+        let mut sql = Statement::default();
+        sql.text = viewer.live_sql(now, &mut sql);
+        sql
+    };
     let filtered = !query.filters.is_empty();
     // With filters the count also chooses how to find the rows, so it always runs.
     let count = (with_total || filtered).then(|| {
@@ -69,9 +81,7 @@ pub(super) async fn page(
 
 fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Option<ListPage>> {
     let tx = conn.transaction()?;
-    let viewer_exists = tx
-        .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
-        .exists([query.viewer])?;
+    let viewer_exists = prepared(&tx, &query.viewer)?.raw_query().next()?.is_some();
     if !viewer_exists {
         return Ok(None);
     }
@@ -159,8 +169,12 @@ fn prepared<'c>(
         match param {
             Param::Text(v) => stmt.raw_bind_parameter(index, v)?,
             Param::Int(v) => stmt.raw_bind_parameter(index, v)?,
+            Param::Bool(v) => stmt.raw_bind_parameter(index, v)?,
             // Dates are stored as `YYYY-MM-DD` text, so compared as that text.
             Param::Date(v) => stmt.raw_bind_parameter(index, format_date(*v))?,
+            // UUIDs are stored as their 16 bytes (how sqlx encodes a `Uuid`).
+            Param::Uuid(v) => stmt.raw_bind_parameter(index, v.as_bytes().as_slice())?,
+            Param::Bytes(v) => stmt.raw_bind_parameter(index, v.as_slice())?,
         }
     }
     Ok(stmt)

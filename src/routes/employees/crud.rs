@@ -5,10 +5,13 @@ use utoipa::ToSchema;
 
 use crate::{
     app::AppState,
-    domain::employee::{Employee, EmployeeChanges, NewEmployee},
+    domain::{
+        clock::unix_now,
+        employee::{Employee, EmployeeChanges, NewEmployee},
+    },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
     extract::{
-        auth::{AdminUser, TokenSubject},
+        auth::{ReadAccess, Writer},
         body::JsonObject,
         path::EmpIdPath,
     },
@@ -53,7 +56,7 @@ pub struct EmployeeUpdate {
 
 /// Create an employee (administrators only).
 #[utoipa::path(post, path = "/employees/", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     request_body = EmployeeCreate,
     responses(
         (status = 201, description = "Created", body = Employee),
@@ -68,7 +71,7 @@ pub struct EmployeeUpdate {
     ))]
 pub(super) async fn create_employee(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    Writer(admin): Writer,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Employee>), ApiError> {
     let new = NewEmployee::from_json(vec!["body".into()], body).map_err(ApiError::Validation)?;
@@ -80,7 +83,7 @@ pub(super) async fn create_employee(
     tracing::info!(
         event = "employee_created",
         emp_id = employee.emp_id,
-        by = admin.id,
+        by = admin.user.id,
         "employee created"
     );
     Ok((StatusCode::CREATED, Json(employee)))
@@ -88,7 +91,7 @@ pub(super) async fn create_employee(
 
 /// One employee by `emp_id`.
 #[utoipa::path(get, path = "/employees/{emp_id}", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:read"]), ("ApiKey" = [])),
     params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
     responses(
         (status = 200, body = Employee),
@@ -98,16 +101,16 @@ pub(super) async fn create_employee(
     ))]
 pub(super) async fn get_employee(
     State(state): State<AppState>,
-    TokenSubject(user_id): TokenSubject,
+    ReadAccess(credential): ReadAccess,
     EmpIdPath(emp_id): EmpIdPath,
 ) -> Result<Json<Employee>, ApiError> {
-    // The per-request user check and the read share one query on this, the hottest route.
-    let (user, employee) = state
+    // The per-request credential check and the read share one query on this, the hottest
+    // route.
+    let (_viewer, employee) = state
         .db
-        .employee_seen_by(user_id, emp_id)
+        .employee_seen_by(&credential, emp_id, unix_now())
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    tracing::Span::current().record("user_id", user.id);
     employee
         .map(Json)
         .ok_or(ApiError::NotFound("Employee not found"))
@@ -115,7 +118,7 @@ pub(super) async fn get_employee(
 
 /// Change some fields of an employee (administrators only).
 #[utoipa::path(patch, path = "/employees/{emp_id}", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
     request_body = EmployeeUpdate,
     responses(
@@ -129,7 +132,7 @@ pub(super) async fn get_employee(
     ))]
 pub(super) async fn update_employee(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    Writer(admin): Writer,
     EmpIdPath(emp_id): EmpIdPath,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Employee>, ApiError> {
@@ -143,7 +146,7 @@ pub(super) async fn update_employee(
     tracing::info!(
         event = "employee_updated",
         emp_id = employee.emp_id,
-        by = admin.id,
+        by = admin.user.id,
         "employee updated"
     );
     Ok(Json(employee))
@@ -151,7 +154,7 @@ pub(super) async fn update_employee(
 
 /// Delete an employee (administrators only).
 #[utoipa::path(delete, path = "/employees/{emp_id}", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
     responses(
         (status = 204, description = "Deleted"),
@@ -162,7 +165,7 @@ pub(super) async fn update_employee(
     ))]
 pub(super) async fn delete_employee(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    Writer(admin): Writer,
     EmpIdPath(emp_id): EmpIdPath,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -173,7 +176,7 @@ pub(super) async fn delete_employee(
     tracing::info!(
         event = "employee_deleted",
         emp_id = emp_id.get(),
-        by = admin.id,
+        by = admin.user.id,
         "employee deleted"
     );
     Ok(StatusCode::NO_CONTENT)

@@ -10,9 +10,12 @@ use axum::{
 use crate::{
     app::AppState,
     domain::employee::Employee,
-    domain::listing::{Cursor, EmployeeQuery, ListParams},
+    domain::{
+        clock::unix_now,
+        listing::{Cursor, EmployeeQuery, ListParams},
+    },
     error::{ApiError, ValidationErrorBody},
-    extract::{auth::TokenSubject, query::ApiQuery},
+    extract::{auth::ReadAccess, query::ApiQuery},
     openapi::Unauthorized,
 };
 
@@ -21,7 +24,7 @@ use crate::{
 /// `X-Total-Count` gives the number of matching rows (skip it with `Prefer: count=none`).
 /// `Link: <...>; rel="next"` gives the URL of the next page whenever there is one.
 #[utoipa::path(get, path = "/employees/", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:read"]), ("ApiKey" = [])),
     params(
         ListParams,
         ("Prefer" = Option<String>, Header, description = "`count=none` omits X-Total-Count"),
@@ -36,7 +39,7 @@ use crate::{
     ))]
 pub(super) async fn list_employees(
     State(state): State<AppState>,
-    TokenSubject(viewer): TokenSubject,
+    ReadAccess(viewer): ReadAccess,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
@@ -46,10 +49,9 @@ pub(super) async fn list_employees(
     // One query checks that the viewer still exists, counts, and writes the page.
     let page = state
         .db
-        .list_page(viewer, &query, with_total)
+        .list_page(&viewer, &query, with_total, unix_now())
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    tracing::Span::current().record("user_id", viewer);
 
     let mut res = Response::new(Body::from(page.body));
     let h = res.headers_mut();

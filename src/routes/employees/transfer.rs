@@ -20,7 +20,7 @@ use crate::{
         validation::{FieldError, LocPart, summarize},
     },
     error::{ApiError, ErrorDetail, ValidationErrorBody},
-    extract::{auth::AdminUser, body::ImportBody, query::ApiQuery},
+    extract::{auth::Writer, body::ImportBody, query::ApiQuery},
     openapi::{Forbidden, PayloadTooLarge, Unauthorized},
     transfer::{
         EXPORT_PAGE, ExportFormat, ImportFailure, ImportReport, Importer, check_csv_header,
@@ -66,7 +66,7 @@ pub(super) struct ImportParams {
 /// Export employees as CSV or NDJSON (administrators only), streamed page by page with
 /// constant memory; same filters and sort as the list.
 #[utoipa::path(get, path = "/employees/export", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(ExportParams),
     responses(
         (status = 200, description = "The export", content(
@@ -79,7 +79,7 @@ pub(super) struct ImportParams {
     ))]
 pub(super) async fn export_employees(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    Writer(admin): Writer,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let format = params.format.as_deref().map(|raw| {
@@ -113,7 +113,7 @@ pub(super) async fn export_employees(
     query.limit = EXPORT_PAGE;
     tracing::info!(
         event = "employees_exported",
-        by = admin.id,
+        by = admin.user.id,
         "export started"
     );
 
@@ -157,7 +157,7 @@ pub(super) async fn export_employees(
 /// EmployeeCreate objects (administrators only). Every row is checked with the same rules as
 /// `POST /employees/`; all rows are stored or none.
 #[utoipa::path(post, path = "/employees/import", tag = "Employees",
-    security(("OAuth2PasswordBearer" = [])),
+    security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(ImportParams),
     request_body(description = "CSV with a header row, or a JSON array of EmployeeCreate", content(
         (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
@@ -176,7 +176,7 @@ pub(super) async fn export_employees(
     ))]
 pub(super) async fn import_employees(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    Writer(admin): Writer,
     ApiQuery(params): ApiQuery<ImportParams>,
     body: ImportBody,
 ) -> Result<Json<ImportReport>, ApiError> {
@@ -234,7 +234,7 @@ pub(super) async fn import_employees(
     let report = importer.finish().await.map_err(import_error)?;
     tracing::info!(
         event = "employees_imported",
-        by = admin.id,
+        by = admin.user.id,
         rows = report.rows,
         written = report.written,
         dry_run,

@@ -510,6 +510,13 @@ impl Instance {
         self.login(username, USER_PASSWORD).await
     }
 
+    /// The claims of a fresh login as `username` (a registered normal user), as the base
+    /// for forged tokens: they name a live session (`sid`) and the scopes it carries, so a
+    /// forgery fails only for what it changes.
+    pub async fn claims_for(&self, username: &str) -> serde_json::Value {
+        claims_of(&self.login(username, USER_PASSWORD).await)
+    }
+
     /// A logged-in normal user's token (user `alice`).
     pub async fn user_token(&self) -> String {
         self.user_token_for("alice").await

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::SECRET;
 
@@ -14,11 +14,6 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-/// Valid claims for user `id`, as the server issues them.
-pub fn claims(id: i64) -> Value {
-    json!({"sub": id.to_string(), "exp": now() + 600, "iat": now(), "jti": uuid::Uuid::new_v4().to_string()})
 }
 
 pub fn with_claim(mut claims: Value, key: &str, value: Value) -> Value {

@@ -4,18 +4,18 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use employee_api::domain::username::Username;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use crate::{db_test, helpers::*};
 
 db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
-    let id = app.register_ok("alice").await;
+    app.register_ok("alice").await;
+    let base = app.claims_for("alice").await;
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
     // Control: the forging helpers make tokens the server accepts, so each rejection below
     // is caused by the one thing that case changes.
-    let genuine = forge(&hs256, &claims(id), Algorithm::HS256);
+    let genuine = forge(&hs256, &base.clone(), Algorithm::HS256);
     let res = app.get("/users/me", Some(&genuine)).await;
     assert_eq!(
         res.status,
@@ -29,11 +29,11 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
     let cases = [
         (
             "alg none",
-            unsigned(&json!({"alg": "none", "typ": "JWT"}), &claims(id)),
+            unsigned(&json!({"alg": "none", "typ": "JWT"}), &base.clone()),
         ),
         (
             "alg None",
-            unsigned(&json!({"alg": "None", "typ": "JWT"}), &claims(id)),
+            unsigned(&json!({"alg": "None", "typ": "JWT"}), &base.clone()),
         ),
         (
             "alg none with the genuine signature",
@@ -47,19 +47,19 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             "HS512 with the HS256 secret",
             forge(
                 &json!({"alg": "HS512", "typ": "JWT"}),
-                &claims(id),
+                &base.clone(),
                 Algorithm::HS512,
             ),
         ),
         (
             "HS256 header over an HS512 signature",
-            forge(&hs256, &claims(id), Algorithm::HS512),
+            forge(&hs256, &base.clone(), Algorithm::HS512),
         ),
         (
             "jwk header",
             forge(
                 &json!({"alg": "HS256", "typ": "JWT", "jwk": {"kty": "oct", "k": URL_SAFE_NO_PAD.encode(SECRET)}}),
-                &claims(id),
+                &base.clone(),
                 Algorithm::HS256,
             ),
         ),
@@ -67,7 +67,7 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             "jku header",
             forge(
                 &json!({"alg": "HS256", "typ": "JWT", "jku": "https://attacker.example/jwks.json"}),
-                &claims(id),
+                &base.clone(),
                 Algorithm::HS256,
             ),
         ),
@@ -75,7 +75,7 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             "x5u header",
             forge(
                 &json!({"alg": "HS256", "typ": "JWT", "x5u": "https://attacker.example/cert.pem"}),
-                &claims(id),
+                &base.clone(),
                 Algorithm::HS256,
             ),
         ),
@@ -83,19 +83,23 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             "exp as a string",
             forge(
                 &hs256,
-                &with_claim(claims(id), "exp", json!((now() + 600).to_string())),
+                &with_claim(base.clone(), "exp", json!((now() + 600).to_string())),
                 Algorithm::HS256,
             ),
         ),
         (
             "missing exp",
-            forge(&hs256, &without_claim(claims(id), "exp"), Algorithm::HS256),
+            forge(
+                &hs256,
+                &without_claim(base.clone(), "exp"),
+                Algorithm::HS256,
+            ),
         ),
         (
             "far-future nbf",
             forge(
                 &hs256,
-                &with_claim(claims(id), "nbf", json!(now() + 10 * year)),
+                &with_claim(base.clone(), "nbf", json!(now() + 10 * year)),
                 Algorithm::HS256,
             ),
         ),
@@ -104,7 +108,7 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             forge(
                 &hs256,
                 &with_claim(
-                    with_claim(claims(id), "exp", json!(now() - 3600)),
+                    with_claim(base.clone(), "exp", json!(now() - 3600)),
                     "iat",
                     json!(now() - 7200),
                 ),
@@ -113,13 +117,13 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
         ),
         (
             "signed with another secret",
-            forge_with(&hs256, &claims(id), Algorithm::HS256, &[7; 64]),
+            forge_with(&hs256, &base.clone(), Algorithm::HS256, &[7; 64]),
         ),
         (
             "sub is the username",
             forge(
                 &hs256,
-                &with_claim(claims(id), "sub", json!("alice")),
+                &with_claim(base.clone(), "sub", json!("alice")),
                 Algorithm::HS256,
             ),
         ),
@@ -127,7 +131,33 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
             "sub is zero",
             forge(
                 &hs256,
-                &with_claim(claims(id), "sub", json!("0")),
+                &with_claim(base.clone(), "sub", json!("0")),
+                Algorithm::HS256,
+            ),
+        ),
+        // Signed with the server's own secret, yet not a live session of the subject: the
+        // session check is what refuses them.
+        (
+            "no session id",
+            forge(
+                &hs256,
+                &without_claim(base.clone(), "sid"),
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "a session id that was never issued",
+            forge(
+                &hs256,
+                &with_claim(base.clone(), "sid", json!(uuid::Uuid::new_v4().to_string())),
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "alice's session under the administrator's id",
+            forge(
+                &hs256,
+                &with_claim(base.clone(), "sub", json!("1")),
                 Algorithm::HS256,
             ),
         ),
@@ -137,7 +167,7 @@ db_test!(forged_and_tampered_tokens_are_rejected_as_invalid, |app| {
         ),
         ("payload swapped under a genuine signature", {
             let other_claims =
-                URL_SAFE_NO_PAD.encode(with_claim(claims(id), "sub", json!("1")).to_string());
+                URL_SAFE_NO_PAD.encode(with_claim(base.clone(), "sub", json!("1")).to_string());
             let mut parts: Vec<&str> = genuine.split('.').collect();
             parts[1] = &other_claims;
             parts.join(".")
@@ -246,10 +276,11 @@ db_test!(
 db_test!(
     the_clock_leeway_on_exp_and_nbf_is_at_most_30_seconds,
     |app| {
-        let id = app.register_ok("alice").await;
+        app.register_ok("alice").await;
+        let base = app.claims_for("alice").await;
         let hs256 = json!({"alg": "HS256", "typ": "JWT"});
         // Control: a token with both claims comfortably valid is accepted.
-        let fresh = with_claim(claims(id), "nbf", json!(now() - 60));
+        let fresh = with_claim(base.clone(), "nbf", json!(now() - 60));
         let res = app
             .get("/users/me", Some(&forge(&hs256, &fresh, Algorithm::HS256)))
             .await;
@@ -257,7 +288,7 @@ db_test!(
 
         // exp 31 s ago: the server's clock can only be later than ours, so this is exact.
         let expired = with_claim(
-            with_claim(claims(id), "exp", json!(now() - 31)),
+            with_claim(base.clone(), "exp", json!(now() - 31)),
             "iat",
             json!(now() - 600),
         );
@@ -270,7 +301,7 @@ db_test!(
             "expired 31 s ago",
         );
         // nbf 35 s ahead: five seconds of margin for the request to arrive.
-        let early = with_claim(claims(id), "nbf", json!(now() + 35));
+        let early = with_claim(base.clone(), "nbf", json!(now() + 35));
         assert_invalid_token(
             &app.get("/users/me", Some(&forge(&hs256, &early, Algorithm::HS256)))
                 .await,
@@ -289,12 +320,9 @@ db_test!(
             StatusCode::OK
         );
 
-        let alice = Username::parse("alice").expect("valid username");
-        app.state
-            .db
-            .delete_user(&alice)
-            .await
-            .expect("alice existed and is deleted");
+        let admin = app.admin_token().await;
+        let deleted = app.delete(&format!("/users/{old_id}"), Some(&admin)).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
         assert_invalid_token(
             &app.get("/users/me", Some(&old_token)).await,
             "deleted user",

@@ -95,6 +95,12 @@ db_test!(account_representations_never_carry_a_password_hash, |app| {
         ("register", app.register("bob", USER_PASSWORD).await),
         ("users/me", app.get("/users/me", Some(&user)).await),
         ("users list", app.get("/users/", Some(&admin)).await),
+        ("user by id", app.get("/users/2", Some(&admin)).await),
+        (
+            "user patched",
+            app.patch_json("/users/2", Some(&admin), json!({"is_active": true}))
+                .await,
+        ),
     ];
     for (case, res) in &responses {
         assert!(res.status.is_success(), "{case}: {}", res.text());
@@ -111,7 +117,7 @@ db_test!(account_representations_never_carry_a_password_hash, |app| {
                 .cloned()
                 .collect();
             keys.sort();
-            assert_eq!(keys, ["id", "is_admin", "username"], "{case}");
+            assert_eq!(keys, ["id", "is_active", "is_admin", "username"], "{case}");
         }
         assert_no_internals(res, case);
     }

@@ -119,12 +119,13 @@ db_test!(
     TestApp::configure(|config| config.rate_limit_per_minute = 5),
     |app| {
         let alice = app.from(other_peer(21)).user_token_for("alice").await;
+        let base = claims_of(&alice);
         // Five different unacceptable tokens: each is refused, and each is charged to the
         // address. Were they charged to the token, every fake one would bring a fresh budget.
         for n in 1..=5 {
             let fake = forge_with(
                 &json!({"alg": "HS256", "typ": "JWT"}),
-                &claims(n),
+                &with_claim(base.clone(), "jti", json!(n)),
                 jsonwebtoken::Algorithm::HS256,
                 format!("not the server's secret, attempt {n}, long enough").as_bytes(),
             );

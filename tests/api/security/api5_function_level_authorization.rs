@@ -1,7 +1,6 @@
 //! API5:2023 Broken Function Level Authorization.
 
 use axum::http::StatusCode;
-use employee_api::domain::username::Username;
 use serde_json::json;
 
 use crate::{db_test, helpers::*};
@@ -142,12 +141,27 @@ db_test!(
             StatusCode::OK
         );
 
-        let admin_name = Username::parse(ADMIN_USERNAME).expect("valid username");
-        app.state
-            .db
-            .set_admin(&admin_name, false)
-            .await
-            .expect("demote works");
+        // alice becomes an administrator first (the last one cannot be demoted); her
+        // old token still carries only the scopes of a normal user.
+        let alice = app.get("/users/me", Some(&user)).await.json()["id"].clone();
+        let promoted = app
+            .patch_json(
+                &format!("/users/{alice}"),
+                Some(&admin),
+                json!({"is_admin": true}),
+            )
+            .await;
+        assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
+        let me = app.get("/users/me", Some(&admin)).await.json();
+        let alice_admin = app.login("alice", USER_PASSWORD).await;
+        let demoted = app
+            .patch_json(
+                &format!("/users/{}", me["id"]),
+                Some(&alice_admin),
+                json!({"is_admin": false}),
+            )
+            .await;
+        assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.text());
         assert_forbidden(
             &app.get("/users/", Some(&admin)).await,
             "demoted admin lists users",
@@ -162,16 +176,18 @@ db_test!(
             false
         );
 
-        let alice = Username::parse("alice").expect("valid username");
-        app.state
-            .db
-            .set_admin(&alice, true)
-            .await
-            .expect("promote works");
+        // Her token from before the promotion carries only `employees:read`: admin routes
+        // need a token issued since (scopes are fixed at login).
+        let old = app.get("/users/", Some(&user)).await;
+        assert_eq!(old.status, StatusCode::FORBIDDEN, "{}", old.text());
         assert_eq!(
-            app.get("/users/", Some(&user)).await.status,
+            old.header("www-authenticate"),
+            Some(r#"Bearer error="insufficient_scope", scope="users:admin""#)
+        );
+        assert_eq!(
+            app.get("/users/", Some(&alice_admin)).await.status,
             StatusCode::OK,
-            "promoted user, same token"
+            "promoted user, new token"
         );
     }
 );

@@ -13,7 +13,8 @@ use crate::{db_test, helpers::*};
 db_test!(
     a_token_naming_a_key_url_is_rejected_without_fetching_it,
     |app| {
-        let id = app.register_ok("alice").await;
+        app.register_ok("alice").await;
+        let base = app.claims_for("alice").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a local port");
@@ -24,7 +25,7 @@ db_test!(
         for key in ["jku", "x5u"] {
             let token = forge(
                 &json!({"alg": "HS256", "typ": "JWT", key: url}),
-                &claims(id),
+                &base,
                 Algorithm::HS256,
             );
             assert_invalid_token(&app.get("/users/me", Some(&token)).await, key);

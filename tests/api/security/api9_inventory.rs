@@ -15,7 +15,8 @@ db_test!(no_undocumented_debug_or_legacy_endpoints_answer, |app| {
         "/api/v1/employees/",
         "/graphql",
         "/server-status",
-        "/users/all",
+        "/users/all/",
+        "/users/me/tokens",
     ] {
         let res = app.get(path, Some(&admin)).await;
         assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}: {}", res.text());
