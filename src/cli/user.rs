@@ -247,7 +247,7 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
 /// Applies `change` to the account named `username` and says `done`.
 async fn change(db: &Db, username: &str, change: UserChange, done: &str) -> Result<(), Failure> {
     let user = find(db, username).await?;
-    db.change_user(user.id, change)
+    db.change_user(user.id, change, unix_now())
         .await
         .map_err(|e| db_failure(&user.username, e))?;
     tracing::warn!(event = "authz_admin", by = "cli", user_id = user.id, is_active = ?change.is_active, is_admin = ?change.is_admin, "account changed");

@@ -220,8 +220,10 @@ impl Db {
 
     /// Changes the flags of account `id`. [`Error::NotFound`] when there is none;
     /// [`Error::Conflict`] when the change would leave no active administrator (checked under
-    /// a lock, so concurrent changes cannot together remove the last two).
-    pub async fn change_user(&self, id: i64, change: UserChange) -> Result<User, Error> {
+    /// a lock, so concurrent changes cannot together remove the last two). Disabling an account
+    /// also revokes its sessions, in the same transaction: enabling it again does not bring
+    /// them back.
+    pub async fn change_user(&self, id: i64, change: UserChange, now: i64) -> Result<User, Error> {
         let lock = self.admin_change_lock();
         on_pool!(self, write, |pool| {
             async {
@@ -259,6 +261,16 @@ impl Db {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
+            if current.is_active && !is_active {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'account disabled' \
+                     WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok::<Result<User, Error>, sqlx::Error>(Ok(row.into()))
         }

@@ -773,3 +773,90 @@ async fn sigterm_turns_readyz_503_closes_the_listener_and_lets_in_flight_request
         stopped.output
     );
 }
+
+#[tokio::test]
+async fn user_disable_enable_sessions_and_revoke_act_on_the_running_server_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run_cli(
+        d,
+        &["user", "create", "erin"],
+        &[],
+        "a long enough passphrase\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let server = Server::builder()
+        .in_dir(d)
+        .env("ADMIN_PASSWORD", ADMIN_PW)
+        .start()
+        .await;
+    let client = client();
+    let login = || async {
+        let res = client
+            .post(server.url("/auth/token"))
+            .form(&[
+                ("username", "erin"),
+                ("password", "a long enough passphrase"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    let me = |token: String| {
+        let request = client.get(server.url("/users/me")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    let (status, first) = login().await;
+    assert_eq!(status, 200);
+    let first = first["access_token"].as_str().unwrap().to_owned();
+    let sid = {
+        let payload = first.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["sid"].as_str().unwrap().to_owned()
+    };
+
+    let listed = stdout(&run_cli(d, &["user", "sessions", "erin"], &[], ""));
+    assert!(listed.contains(&sid), "{listed}");
+    assert!(listed.contains("1 live sessions"), "{listed}");
+
+    let out = run_cli(d, &["user", "disable", "erin"], &[], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        me(first.clone()).await,
+        401,
+        "disabled: the token fails at once"
+    );
+    assert_eq!(login().await.0, 401, "disabled: no login");
+
+    let out = run_cli(d, &["user", "enable", "erin"], &[], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        me(first).await,
+        401,
+        "the disabling ended that session for good"
+    );
+    let (status, second) = login().await;
+    assert_eq!(status, 200);
+    let second = second["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(second.clone()).await, 200);
+
+    let out = run_cli(d, &["user", "revoke", "erin"], &[], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 sessions of erin ended"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(me(second).await, 401, "revoked from the command line");
+    assert_eq!(
+        run_cli(d, &["user", "disable", "nobody"], &[], "")
+            .status
+            .code(),
+        Some(1)
+    );
+}

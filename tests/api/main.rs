@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod accounts;
+mod api_keys;
 mod architecture;
 mod auth;
 mod binary;
@@ -12,8 +14,10 @@ mod connections;
 mod employees;
 mod health;
 mod hostile;
+mod instances;
 mod listing;
 mod openapi;
 mod pools;
 mod security;
+mod sessions;
 mod transfer;

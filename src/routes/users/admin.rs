@@ -206,7 +206,7 @@ pub(super) async fn update_user(
     reader.finish().map_err(ApiError::Validation)?;
     let user = state
         .db
-        .change_user(id, change)
+        .change_user(id, change, unix_now())
         .await
         .map_err(|e| match e {
             db::Error::NotFound => ApiError::NotFound(NOT_FOUND),

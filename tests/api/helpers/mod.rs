@@ -374,6 +374,39 @@ impl TestApp {
         (state, router)
     }
 
+    /// Whether `needle` appears anywhere in the stored credentials: for SQLite, anywhere in the
+    /// database files (the WAL included); for PostgreSQL, in any row of the sessions, refresh
+    /// token and API key tables.
+    pub async fn database_contains(&self, needle: &str) -> bool {
+        match &self.database_url {
+            DatabaseUrl::Sqlite { path } => {
+                let dir = path.parent().expect("the database has a folder");
+                std::fs::read_dir(dir)
+                    .expect("database folder")
+                    .any(|entry| {
+                        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+                        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                    })
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+                let found: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sessions t WHERE strpos(row_to_json(t)::text, $1) > 0) \
+                       OR EXISTS (SELECT 1 FROM refresh_tokens t \
+                         WHERE strpos(row_to_json(t)::text || encode(t.hash, 'escape'), $1) > 0) \
+                       OR EXISTS (SELECT 1 FROM api_keys t \
+                         WHERE strpos(row_to_json(t)::text || encode(t.hash, 'escape'), $1) > 0)",
+                )
+                .bind(needle)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+                found
+            }
+        }
+    }
+
     /// Another instance of the service on this app's database and Redis key namespace, with
     /// `tweak` applied to the test configuration (so budgets in Redis are shared with `self`).
     pub async fn second_instance(&self, tweak: impl Fn(&mut Config)) -> (AppState, Instance) {
@@ -457,6 +490,24 @@ impl Instance {
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> TestResponse {
         self.send(Method::DELETE, path, token, None).await
+    }
+
+    /// A form-encoded POST (the token, revocation and logout endpoints).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> TestResponse {
+        let form = serde_urlencoded::to_string(fields).expect("form encodes");
+        let mut req = bare_req(Method::POST, path, token);
+        req.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let (parts, _) = req.into_parts();
+        self.send_request(Request::from_parts(parts, Body::from(form)))
+            .await
     }
 
     /// `POST /auth/token` with a form body.
