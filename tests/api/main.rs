@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod connections;
 mod employees;
+mod first_hour;
 mod health;
 mod hostile;
 mod listing;
