@@ -23,8 +23,7 @@ use crate::{
 
 /// The progress line on a terminal: rows (counted by lines read), rate and time left; at most
 /// 76 columns with ten-million-row files, so it never wraps at 80.
-const PROGRESS_TEMPLATE: &str =
-    "{bar:24} {human_pos:>10}/{human_len:10} rows {rate:>13} eta {eta:>3}";
+const PROGRESS_TEMPLATE: &str = "{bar:24} {human_pos:>10}/{human_len} rows {rate:>13} eta {eta}";
 
 pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(), Failure> {
     let db = server::open_database(&config).await?;

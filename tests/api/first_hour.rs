@@ -802,3 +802,169 @@ async fn full_case_folding_and_the_refold_migration_on_postgres() {
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+/// A stand-in PostgreSQL server on a free port that refuses every connection the way a real
+/// one does for `refusal`: answering the TLS request with "no", and, when `error` is given
+/// (SQLSTATE, message), the start-up message with that error. Returns its port.
+fn refusing_postgres(error: Option<(&'static str, &'static str)>) -> u16 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let read_message = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).ok()?;
+                let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                stream.read_exact(&mut body).ok()?;
+                Some(body)
+            };
+            let Some(first) = read_message(&mut stream) else {
+                continue;
+            };
+            // SSLRequest: the code 80877103. No TLS here.
+            if first == 80_877_103u32.to_be_bytes() {
+                let _ = stream.write_all(b"N");
+                if read_message(&mut stream).is_none() {
+                    continue;
+                }
+            }
+            if let Some((code, message)) = error {
+                let mut fields = Vec::new();
+                for (kind, value) in [
+                    (b'S', "FATAL"),
+                    (b'V', "FATAL"),
+                    (b'C', code),
+                    (b'M', message),
+                ] {
+                    fields.push(kind);
+                    fields.extend_from_slice(value.as_bytes());
+                    fields.push(0);
+                }
+                fields.push(0);
+                let mut reply = vec![b'E'];
+                reply.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+                reply.extend_from_slice(&fields);
+                let _ = stream.write_all(&reply);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn authentication_and_tls_refusals_are_one_plain_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let check = |url: &str| {
+        run_in(
+            d,
+            &["config", "--check-connections"],
+            &[("DATABASE_URL", url), ("JWT_SECRET_KEY", JWT)],
+            "",
+        )
+    };
+    let port = refusing_postgres(Some((
+        "28P01",
+        "password authentication failed for user \"alice\"",
+    )));
+    let url = format!("postgres://alice:wrong@127.0.0.1:{port}/staff");
+    assert_one_line(
+        &check(&url),
+        1,
+        &format!(
+            "error: database (postgres://alice:***@127.0.0.1:{port}/staff): password authentication failed for user \"alice\" at 127.0.0.1:{port} (check the user and password in DATABASE_URL)"
+        ),
+    );
+    let port = refusing_postgres(Some((
+        "28000",
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"alice\", database \"staff\", no encryption",
+    )));
+    let url = format!("postgres://alice@127.0.0.1:{port}/staff");
+    assert_one_line(
+        &check(&url),
+        1,
+        &format!(
+            "error: database ({url}): 127.0.0.1:{port} accepts user \"alice\" only over TLS: add ?sslmode=require to DATABASE_URL"
+        ),
+    );
+    let port = refusing_postgres(None);
+    let url = format!("postgres://alice@127.0.0.1:{port}/staff?sslmode=require");
+    assert_one_line(
+        &check(&url),
+        1,
+        &format!(
+            "error: database ({url}): 127.0.0.1:{port} does not offer TLS, but DATABASE_URL requires it (sslmode)"
+        ),
+    );
+}
+
+#[test]
+fn the_import_progress_bar_counts_rows_with_rate_and_eta_within_80_columns() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) is not installed (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = String::from("emp_id,emp_name,city,country,emp_dob\n");
+    for id in 1..=60_000 {
+        csv.push_str(&format!(
+            "{id},Name {id},City {},Country,1990-01-01\n",
+            id % 300
+        ));
+    }
+    std::fs::write(d.join("big.csv"), csv).unwrap();
+    // A terminal of 80 columns (script(1) gives the command a pty).
+    let inner = format!(
+        "stty cols 80 rows 24; env -i PATH=\"$PATH\" TERM=xterm DATABASE_URL=sqlite://{}/e.db {BIN} employees import big.csv --dry-run",
+        d.display()
+    );
+    let out = Command::new("script")
+        .current_dir(d)
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // The frames the terminal shows, escape sequences removed.
+    // A frame ends at a line break, a carriage return, or an escape sequence that moves the
+    // cursor or clears (K, A, G, J); other escape sequences (colours) are dropped.
+    let mut frames: Vec<String> = Vec::new();
+    let mut visible = String::new();
+    let mut chars = screen.chars();
+    let mut end_frame = |visible: &mut String| {
+        if visible.contains("rows/s") && visible.contains(" eta ") {
+            frames.push(visible.trim_end().to_owned());
+        }
+        visible.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' | '\n' => end_frame(&mut visible),
+            '\u{1b}' => {
+                for e in chars.by_ref() {
+                    if e.is_ascii_alphabetic() {
+                        if matches!(e, 'K' | 'A' | 'G' | 'J') {
+                            end_frame(&mut visible);
+                        }
+                        break;
+                    }
+                }
+            }
+            c => visible.push(c),
+        }
+    }
+    end_frame(&mut visible);
+    assert!(!frames.is_empty(), "no progress frame in: {screen:?}");
+    for frame in &frames {
+        assert!(frame.chars().count() <= 80, "{frame:?}");
+        assert!(frame.contains("/60,000 rows"), "counts rows: {frame:?}");
+    }
+    assert!(
+        screen.contains("checked 60000 rows: would write 60000"),
+        "{screen}"
+    );
+}
