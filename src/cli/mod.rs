@@ -330,6 +330,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             check,
             check_connections,
         } => {
+            server::check_secret_file(&config)?;
             if check_connections {
                 for line in server::check_connections(&config).await? {
                     out(line)?;
@@ -360,6 +361,12 @@ async fn migrate(config: &Config, status: bool) -> Result<(), Failure> {
                 if applied { "applied" } else { "pending" }
             ))?;
         }
+        let refolded = db.refold_applied().await.map_err(|e| failure(e.reason()))?;
+        out(format!(
+            "data  {:<8} {} (refold city and country for full case folding)",
+            if refolded { "applied" } else { "pending" },
+            crate::domain::employee::FOLD_VERSION
+        ))?;
         return Ok(());
     }
     server::open_database(config).await?;

@@ -303,6 +303,29 @@ impl Db {
         self.refold().await
     }
 
+    /// Whether the data migration to the current fold rule has run (`migrate --status`).
+    pub async fn refold_applied(&self) -> Result<bool, Error> {
+        let exists_sql = match self.backend {
+            Backend::Postgres { .. } => "SELECT to_regclass('data_migrations') IS NOT NULL",
+            Backend::Sqlite { .. } => {
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'data_migrations'"
+            }
+        };
+        let exists: bool = on_pool!(self, write, |pool| {
+            sqlx::query_scalar(exists_sql).fetch_one(pool).await
+        })?;
+        if !exists {
+            return Ok(false);
+        }
+        let done: Option<String> = on_pool!(self, write, |pool| {
+            sqlx::query_scalar("SELECT name FROM data_migrations WHERE name = $1")
+                .bind(crate::domain::employee::FOLD_VERSION)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(done.is_some())
+    }
+
     /// The data migration that follows the SQL ones: brings every stored `city_folded` /
     /// `country_folded` to the current [`fold`](crate::domain::employee::fold) rule. It reads
     /// the employees in `emp_id` order, 1000 at a time, and rewrites only the rows whose folded

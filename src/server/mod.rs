@@ -13,7 +13,8 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::{TcpListener, TcpSocket};
 
 pub use bootstrap::{
-    admin_password_file_for, ensure_admin, generate_password, resolve_secret, secret_file_for,
+    admin_password_file_for, check_secret_file, ensure_admin, generate_password, resolve_secret,
+    secret_file_for,
 };
 pub use connections::{default_max_connections, raise_fd_limit};
 pub use listener::{FIRST_BYTES_DEADLINE, IDLE_TIMEOUT, SHUTDOWN_DEADLINE, serve, shutdown_signal};
@@ -129,6 +130,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    check_secret_file(&config)?;
     let max_connections = max_connections(&config, raise_fd_limit());
     let bind_addr = config.bind_addr;
     let listener = listen(bind_addr).map_err(|e| cannot_listen("BIND_ADDR", bind_addr, &e))?;

@@ -968,3 +968,59 @@ fn the_import_progress_bar_counts_rows_with_rate_and_eta_within_80_columns() {
         "{screen}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_secret_file_others_can_read_is_found_by_config_and_stops_serve_before_anything_is_made() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("db")).unwrap();
+    let secret = d.join("db/e.db.jwt-secret");
+    std::fs::write(&secret, "s".repeat(64)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let line = format!(
+        "error: {0}: other users may read it (mode 644); make it private with `chmod 600 {0}`",
+        secret.display()
+    );
+    assert_one_line(
+        &run_in(d, &["config", "--check"], &[sqlite_refs(d)], ""),
+        1,
+        &line,
+    );
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    assert_one_line(
+        &run_in(
+            d,
+            &["serve"],
+            &[sqlite_refs(d), ("BIND_ADDR", &bind), ("RUST_LOG", "off")],
+            "",
+        ),
+        1,
+        &line,
+    );
+    assert_eq!(entries(&d.join("db")), vec![secret], "no database was made");
+}
+
+#[test]
+fn migrate_status_lists_the_data_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let status = |d: &Path| stdout(&run_in(d, &["migrate", "--status"], &[sqlite_refs(d)], ""));
+    assert!(
+        status(d).contains("data  pending  fold-2-full-case-folding"),
+        "{}",
+        status(d)
+    );
+    assert!(
+        run_in(d, &["migrate"], &[sqlite_refs(d)], "")
+            .status
+            .success()
+    );
+    assert!(
+        status(d).contains("data  applied  fold-2-full-case-folding"),
+        "{}",
+        status(d)
+    );
+}
