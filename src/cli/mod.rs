@@ -382,12 +382,7 @@ fn print_config(c: &Config) -> Result<(), Failure> {
         ("JWT_SECRET_KEY", secret(&c.jwt_secret).into()),
         (
             "JWT_ALGORITHM",
-            match c.jwt_algorithm {
-                jsonwebtoken::Algorithm::HS384 => "HS384",
-                jsonwebtoken::Algorithm::HS512 => "HS512",
-                _ => "HS256",
-            }
-            .into(),
+            crate::config::algorithm_name(c.jwt_algorithm).into(),
         ),
         (
             "ACCESS_TOKEN_EXPIRE_MINUTES",

@@ -107,6 +107,15 @@ fn err_at<T>(setting: &'static str, msg: impl Into<String>) -> Result<T, ConfigE
     Err(ConfigError::at(setting, msg))
 }
 
+/// The algorithm's name as settings write it (`HS256`), for messages.
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        _ => "HS256",
+    }
+}
+
 /// The minimum HMAC key length for `alg`: its hash output size (RFC 7518 §3.2).
 pub fn min_secret_len(alg: Algorithm) -> usize {
     match alg {
@@ -184,9 +193,9 @@ impl Config {
                         "JWT_SECRET_KEY"
                     },
                     format!(
-                        "must be at least {} bytes for {:?} (got {}); generate one with: openssl rand -hex 32",
+                        "must be at least {} bytes for {} (got {}); generate one with: openssl rand -hex 32",
                         min_secret_len(jwt_algorithm),
-                        jwt_algorithm,
+                        algorithm_name(jwt_algorithm),
                         secret.expose().len()
                     ),
                 );

@@ -33,9 +33,9 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
             return Ok(Secret::new(existing));
         }
         return Err(StartupError(format!(
-            "{}: too short for {:?}; delete it to regenerate",
+            "{}: too short for {}; delete it to regenerate",
             file.display(),
-            config.jwt_algorithm
+            crate::config::algorithm_name(config.jwt_algorithm)
         )));
     }
     let mut bytes = [0u8; 32];
@@ -71,9 +71,9 @@ pub fn check_secret_file(config: &Config) -> Result<(), StartupError> {
     })?;
     if existing.trim().len() < crate::config::min_secret_len(config.jwt_algorithm) {
         return Err(StartupError(format!(
-            "{}: too short for {:?}; delete it to regenerate",
+            "{}: too short for {}; delete it to regenerate",
             file.display(),
-            config.jwt_algorithm
+            crate::config::algorithm_name(config.jwt_algorithm)
         )));
     }
     Ok(())
