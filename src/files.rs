@@ -16,6 +16,21 @@ pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Owner only.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
 
+/// An I/O error as a short reason for a one-line message, without the "(os error N)" tail.
+pub fn io_reason(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let text = err.to_string();
+            match text.find(" (os error ") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// Creates `dir` and its missing parents, each new one owner-only. Existing ones are left
 /// as they are.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {

@@ -6,7 +6,7 @@ use std::{
     time::Instant,
 };
 
-use super::{EmployeesCommand, Failure, failure};
+use super::{EmployeesCommand, Failure, failure, write_failure};
 use crate::{
     config::Config,
     db::Db,
@@ -20,6 +20,10 @@ use crate::{
         EXPORT_PAGE, ImportFailure, Importer, check_csv_header, csv_record_to_fields, export_page,
     },
 };
+
+/// The progress line on a terminal: rows (counted by lines read), rate and time left; at most
+/// 76 columns with ten-million-row files, so it never wraps at 80.
+const PROGRESS_TEMPLATE: &str = "{bar:24} {human_pos:>10}/{human_len} rows {rate:>13} eta {eta}";
 
 pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(), Failure> {
     let db = server::open_database(&config).await?;
@@ -64,7 +68,8 @@ pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut out = std::io::BufWriter::new(sink);
-            let io_err = |e: std::io::Error| failure(format!("write: {e}"));
+            // A reader that goes away (`| head`) ends the export quietly.
+            let io_err = write_failure;
             out.write_all(&format.preamble()).map_err(io_err)?;
             let mut next = Some(query);
             let mut buf = Vec::new();
@@ -86,32 +91,59 @@ pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(
     }
 }
 
-/// Streams a CSV file through the importer, with a progress bar on a terminal and a plain
-/// line every 100,000 rows otherwise.
+/// Lines in a file (to size the progress bar in rows); `None` when it cannot be read.
+fn count_lines(path: &PathBuf) -> Option<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    Some(lines + u64::from(last != b'\n'))
+}
+
+/// A progress bar counting data rows, for a file of `lines` lines (the header included).
+fn progress_bar(lines: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(lines.saturating_sub(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(PROGRESS_TEMPLATE)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                },
+            ),
+    );
+    bar
+}
+
+/// Streams a CSV file through the importer, with a progress bar (rows, rate, time left) on a
+/// terminal and a plain line every 100,000 rows otherwise.
 async fn import(db: &Db, file: &PathBuf, dry_run: bool, mode: OnConflict) -> Result<(), Failure> {
     let started = Instant::now();
-    let (reader, size): (Box<dyn std::io::Read>, u64) = if file.as_os_str() == "-" {
-        (Box::new(std::io::stdin().lock()), 0)
+    let stdin = file.as_os_str() == "-";
+    let reader: Box<dyn std::io::Read> = if stdin {
+        Box::new(std::io::stdin().lock())
     } else {
-        let f =
-            std::fs::File::open(file).map_err(|e| failure(format!("{}: {e}", file.display())))?;
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-        (Box::new(f), size)
+        Box::new(std::fs::File::open(file).map_err(|e| {
+            failure(format!(
+                "{}: {}",
+                file.display(),
+                crate::files::io_reason(&e)
+            ))
+        })?)
     };
-    let bar = (std::io::stderr().is_terminal() && size > 0).then(|| {
-        let bar = indicatif::ProgressBar::new(size);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let reader: Box<dyn std::io::Read> = match &bar {
-        Some(bar) => Box::new(bar.wrap_read(reader)),
-        None => reader,
-    };
+    let bar = (std::io::stderr().is_terminal() && !stdin)
+        .then(|| count_lines(file))
+        .flatten()
+        .map(progress_bar);
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(std::io::BufReader::with_capacity(1 << 20, reader));
@@ -121,24 +153,34 @@ async fn import(db: &Db, file: &PathBuf, dry_run: bool, mode: OnConflict) -> Res
         .and_then(|h| check_csv_header(h).map_err(failure))?;
     let mut importer = Importer::new(db, mode, dry_run);
     let mut record = csv::StringRecord::new();
+    let mut records = 0u64;
     loop {
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
+                records += 1;
                 let line = record.position().map_or(0, |p| p.line()) as usize;
                 importer
                     .push(LocPart::Index(line), csv_record_to_fields(&names, &record))
                     .await
                     .map_err(report_failure)?;
-                if bar.is_none() && importer.rows().is_multiple_of(100_000) && importer.rows() > 0 {
-                    eprintln!(
-                        "{} rows read ({:.0} rows/s)",
-                        importer.rows(),
-                        importer.rows() as f64 / started.elapsed().as_secs_f64()
-                    );
+                match &bar {
+                    // Rows are counted by lines: a quoted field may span several.
+                    Some(bar) if records.is_multiple_of(256) => {
+                        bar.set_position(line.saturating_sub(1) as u64)
+                    }
+                    Some(_) => {}
+                    None if records.is_multiple_of(100_000) => eprintln!(
+                        "{records} rows read ({:.0} rows/s)",
+                        records as f64 / started.elapsed().as_secs_f64()
+                    ),
+                    None => {}
                 }
             }
             Err(e) => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
                 let line = e.position().map_or(0, |p| p.line());
                 return Err(failure(format!(
                     "line {line}: malformed CSV ({e}); nothing was imported"
@@ -146,29 +188,24 @@ async fn import(db: &Db, file: &PathBuf, dry_run: bool, mode: OnConflict) -> Res
             }
         }
     }
-    let report = importer.finish().await.map_err(report_failure)?;
-    if let Some(bar) = bar {
+    if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    let report = importer.finish().await.map_err(report_failure)?;
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{} {} rows ({} written, {} skipped{}) in {secs:.1} s ({:.0} rows/s)",
-        if report.dry_run {
-            "checked"
-        } else {
-            "imported"
-        },
-        report.rows,
-        report.written,
-        report.skipped,
-        if report.dry_run {
-            "; dry run, nothing stored"
-        } else {
-            ""
-        },
-        report.rows as f64 / secs.max(1e-9)
-    );
-    Ok(())
+    let rate = report.rows as f64 / secs.max(1e-9);
+    let summary = if report.dry_run {
+        format!(
+            "checked {} rows: would write {}, skip {} (dry run, nothing stored) in {secs:.1} s ({rate:.0} rows/s)",
+            report.rows, report.written, report.skipped
+        )
+    } else {
+        format!(
+            "imported {} rows ({} written, {} skipped) in {secs:.1} s ({rate:.0} rows/s)",
+            report.rows, report.written, report.skipped
+        )
+    };
+    super::out(summary)
 }
 
 /// Prints every problem of a failed import, one per line, and returns the summary failure.
@@ -194,9 +231,15 @@ fn report_failure(f: ImportFailure) -> Failure {
             ))
         }
         ImportFailure::Conflict { locations } => {
-            for (loc, id) in locations.iter().take(1000) {
-                if let LocPart::Index(line) = loc {
-                    eprintln!("line {line}: emp_id {id} already exists (or appears twice)");
+            for conflict in locations.iter().take(1000) {
+                let (LocPart::Index(line), id) = (&conflict.loc, conflict.emp_id) else {
+                    continue;
+                };
+                match &conflict.first {
+                    Some(LocPart::Index(first)) => {
+                        eprintln!("line {line}: emp_id {id} appears again (first on line {first})")
+                    }
+                    _ => eprintln!("line {line}: emp_id {id} already exists"),
                 }
             }
             failure(format!(

@@ -30,10 +30,7 @@ pub(super) async fn healthcheck(config: &Config) -> Result<(), Failure> {
         Ok::<_, std::io::Error>(response)
     };
     match tokio::time::timeout(Duration::from_secs(5), check).await {
-        Ok(Ok(response)) if response.starts_with(b"HTTP/1.1 200") => {
-            println!("ready");
-            Ok(())
-        }
+        Ok(Ok(response)) if response.starts_with(b"HTTP/1.1 200") => super::out("ready"),
         Ok(Ok(response)) => {
             let line = String::from_utf8_lossy(&response)
                 .lines()

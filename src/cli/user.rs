@@ -119,13 +119,13 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
                     .await
                     .map_err(|e| failure(format!("database: {e}")))?;
                 for u in &users {
-                    println!(
+                    super::out(format!(
                         "{:>6}  {:<64}  {:<5}  {}",
                         u.id,
                         u.username,
                         if u.is_admin { "admin" } else { "" },
                         if u.is_active { "" } else { "disabled" }
-                    );
+                    ))?;
                 }
                 if users.len() < 1000 {
                     break;
@@ -263,6 +263,11 @@ async fn new_password_hash(
     prompt: &str,
 ) -> Result<String, Failure> {
     let raw = read_password(prompt)?;
+    if raw.is_empty() {
+        return Err(failure(
+            "no password given (type one at the prompt, or send it as one line on standard input)",
+        ));
+    }
     let password = policy
         .check(&raw, Some(username))
         .map_err(|e| failure(format!("password: {}", e.msg)))?;

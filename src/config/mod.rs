@@ -67,13 +67,53 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-/// A configuration error: one line naming the setting.
+/// A configuration error: one line about one setting. `setting` is its environment name; the
+/// command line shows it as the user wrote it (the flag, the variable, or the config file's
+/// key: see `cli::config_file`).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub struct ConfigError {
+    pub setting: Option<&'static str>,
+    pub message: String,
+}
 
-fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(msg.into()))
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.setting {
+            Some(setting) => write!(f, "{setting}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ConfigError {
+    /// An error about `setting` (its environment name).
+    pub fn at(setting: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            setting: Some(setting),
+            message: message.into(),
+        }
+    }
+
+    /// An error about no one setting in particular (or several).
+    pub fn general(message: impl Into<String>) -> Self {
+        Self {
+            setting: None,
+            message: message.into(),
+        }
+    }
+}
+
+fn err_at<T>(setting: &'static str, msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::at(setting, msg))
+}
+
+/// The algorithm's name as settings write it (`HS256`), for messages.
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        _ => "HS256",
+    }
 }
 
 /// The minimum HMAC key length for `alg`: its hash output size (RFC 7518 §3.2).
@@ -85,22 +125,30 @@ pub fn min_secret_len(alg: Algorithm) -> usize {
     }
 }
 
-fn read_secret_file(setting: &str, path: &PathBuf) -> Result<Secret, ConfigError> {
+fn read_secret_file(setting: &'static str, path: &PathBuf) -> Result<Secret, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Secret::new(text.trim_end_matches(['\r', '\n']))),
-        Err(e) => err(format!("{setting}: cannot read {}: {e}", path.display())),
+        Err(e) => err_at(
+            setting,
+            format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::files::io_reason(&e)
+            ),
+        ),
     }
 }
 
+/// A secret from its setting or its `_FILE` twin (never both).
 fn secret_from(
-    name: &str,
+    (name, file_name): (&'static str, &'static str),
     value: Option<String>,
     file: Option<PathBuf>,
 ) -> Result<Option<Secret>, ConfigError> {
     match (value.filter(|v| !v.is_empty()), file) {
-        (Some(_), Some(_)) => err(format!("{name} and {name}_FILE are both set; set only one")),
+        (Some(_), Some(_)) => err_at(name, format!("set either {name} or {file_name}, not both")),
         (Some(v), None) => Ok(Some(Secret::new(v))),
-        (None, Some(path)) => read_secret_file(&format!("{name}_FILE"), &path).map(Some),
+        (None, Some(path)) => read_secret_file(file_name, &path).map(Some),
         (None, None) => Ok(None),
     }
 }
@@ -112,47 +160,71 @@ fn comma_list(raw: &str) -> impl Iterator<Item = &str> {
 impl Config {
     /// Validates raw settings.
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
-        let database_url = DatabaseUrl::parse(&s.database_url).map_err(ConfigError)?;
+        let database_url = DatabaseUrl::parse(&s.database_url).map_err(|e| {
+            ConfigError::at(
+                "DATABASE_URL",
+                e.strip_prefix("DATABASE_URL: ").unwrap_or(&e).to_owned(),
+            )
+        })?;
         let Ok(bind_addr) = s.bind_addr.parse() else {
-            return err("BIND_ADDR: expected HOST:PORT with an IP address, e.g. 127.0.0.1:8000");
+            return err_at(
+                "BIND_ADDR",
+                "expected HOST:PORT with an IP address, e.g. 127.0.0.1:8000",
+            );
         };
         let jwt_algorithm = match s.jwt_algorithm.as_str() {
             "HS256" => Algorithm::HS256,
             "HS384" => Algorithm::HS384,
             "HS512" => Algorithm::HS512,
-            _ => return err("JWT_ALGORITHM: only HS256, HS384 and HS512 are supported"),
+            _ => return err_at("JWT_ALGORITHM", "only HS256, HS384 and HS512 are supported"),
         };
-        let jwt_secret = secret_from("JWT_SECRET_KEY", s.jwt_secret_key, s.jwt_secret_key_file)?;
+        let jwt_secret_from_file = s.jwt_secret_key_file.is_some();
+        let jwt_secret = secret_from(
+            ("JWT_SECRET_KEY", "JWT_SECRET_KEY_FILE"),
+            s.jwt_secret_key,
+            s.jwt_secret_key_file,
+        )?;
         match &jwt_secret {
             Some(secret) if secret.expose().len() < min_secret_len(jwt_algorithm) => {
-                return err(format!(
-                    "JWT_SECRET_KEY: must be at least {} bytes for {:?} (got {}); generate one with: openssl rand -hex 32",
-                    min_secret_len(jwt_algorithm),
-                    jwt_algorithm,
-                    secret.expose().len()
-                ));
+                return err_at(
+                    if jwt_secret_from_file {
+                        "JWT_SECRET_KEY_FILE"
+                    } else {
+                        "JWT_SECRET_KEY"
+                    },
+                    format!(
+                        "must be at least {} bytes for {} (got {}); generate one with: openssl rand -hex 32",
+                        min_secret_len(jwt_algorithm),
+                        algorithm_name(jwt_algorithm),
+                        secret.expose().len()
+                    ),
+                );
             }
             _ => {}
         }
         if !(1..=1440).contains(&s.access_token_expire_minutes) {
-            return err("ACCESS_TOKEN_EXPIRE_MINUTES: must be between 1 and 1440");
+            return err_at("ACCESS_TOKEN_EXPIRE_MINUTES", "must be between 1 and 1440");
         }
         let Ok(admin_username) = Username::parse(&s.admin_username) else {
-            return err("ADMIN_USERNAME: 3-64 characters of A-Z a-z 0-9 _ . -");
+            return err_at("ADMIN_USERNAME", "3-64 characters of A-Z a-z 0-9 _ . -");
         };
         if !(8..=128).contains(&s.password_min_length) {
-            return err("PASSWORD_MIN_LENGTH: must be between 8 and 128");
+            return err_at("PASSWORD_MIN_LENGTH", "must be between 8 and 128");
         }
-        let admin_password =
-            secret_from("ADMIN_PASSWORD", s.admin_password, s.admin_password_file)?;
+        let admin_password = secret_from(
+            ("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE"),
+            s.admin_password,
+            s.admin_password_file,
+        )?;
         let trusted_proxies = comma_list(&s.trusted_proxies)
             .map(|item| {
                 item.parse::<IpNet>()
                     .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        ConfigError(format!(
-                            "TRUSTED_PROXIES: {item:?} is not an IP address or CIDR"
-                        ))
+                        ConfigError::at(
+                            "TRUSTED_PROXIES",
+                            format!("{item:?} is not an IP address or CIDR"),
+                        )
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -164,79 +236,106 @@ impl Config {
                 if valid {
                     Ok(origin.to_owned())
                 } else {
-                    err(format!(
-                        "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://app.example.com (no '*', no 'null', no path)"
-                    ))
+                    err_at(
+                        "CORS_ALLOWED_ORIGINS",
+                        format!("{origin:?} is not an origin like https://app.example.com (no '*', no 'null', no path)"),
+                    )
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
         if s.login_free_failures == 0 || s.login_free_failures > s.login_max_failures_per_hour {
-            return err(
-                "LOGIN_FREE_FAILURES: must be at least 1 and at most LOGIN_MAX_FAILURES_PER_HOUR",
+            return err_at(
+                "LOGIN_FREE_FAILURES",
+                "must be at least 1 and at most LOGIN_MAX_FAILURES_PER_HOUR",
             );
         }
         if s.login_ip_free_failures == 0
             || s.login_ip_free_failures > s.login_ip_max_failures_per_hour
         {
-            return err(
-                "LOGIN_IP_FREE_FAILURES: must be at least 1 and at most LOGIN_IP_MAX_FAILURES_PER_HOUR",
+            return err_at(
+                "LOGIN_IP_FREE_FAILURES",
+                "must be at least 1 and at most LOGIN_IP_MAX_FAILURES_PER_HOUR",
             );
         }
         if s.register_burst == 0 || s.register_per_hour == 0 {
-            return err("REGISTER_BURST / REGISTER_PER_HOUR: must be at least 1");
+            return err_at(
+                if s.register_burst == 0 {
+                    "REGISTER_BURST"
+                } else {
+                    "REGISTER_PER_HOUR"
+                },
+                "must be at least 1",
+            );
         }
         if s.request_timeout_seconds == 0 {
-            return err("REQUEST_TIMEOUT_SECONDS: must be at least 1");
+            return err_at("REQUEST_TIMEOUT_SECONDS", "must be at least 1");
         }
         if s.max_concurrent_requests == 0 {
-            return err("MAX_CONCURRENT_REQUESTS: must be at least 1");
+            return err_at("MAX_CONCURRENT_REQUESTS", "must be at least 1");
         }
         if s.max_connections == Some(0) {
-            return err("MAX_CONNECTIONS: must be at least 1");
+            return err_at("MAX_CONNECTIONS", "must be at least 1");
         }
         if s.max_connections_per_ip == 0 {
-            return err("MAX_CONNECTIONS_PER_IP: must be at least 1");
+            return err_at("MAX_CONNECTIONS_PER_IP", "must be at least 1");
         }
         if !(1..=128).contains(&s.ipv6_prefix_length) {
-            return err("IPV6_PREFIX_LENGTH: must be between 1 and 128");
+            return err_at("IPV6_PREFIX_LENGTH", "must be between 1 and 128");
         }
         if s.max_offset > crate::domain::listing::OFFSET_CEILING {
-            return err(format!(
-                "MAX_OFFSET: must be at most {}",
-                crate::domain::listing::OFFSET_CEILING
-            ));
+            return err_at(
+                "MAX_OFFSET",
+                format!("must be at most {}", crate::domain::listing::OFFSET_CEILING),
+            );
         }
         if !(1..=365 * 24 * 60).contains(&s.refresh_token_idle_minutes) {
-            return err("REFRESH_TOKEN_IDLE_MINUTES: must be between 1 and 525600 (a year)");
+            return err_at(
+                "REFRESH_TOKEN_IDLE_MINUTES",
+                "must be between 1 and 525600 (a year)",
+            );
         }
         if !(1..=365).contains(&s.refresh_token_absolute_days) {
-            return err("REFRESH_TOKEN_ABSOLUTE_DAYS: must be between 1 and 365");
+            return err_at("REFRESH_TOKEN_ABSOLUTE_DAYS", "must be between 1 and 365");
         }
         if s.refresh_reuse_grace_seconds > 300 {
-            return err("REFRESH_REUSE_GRACE_SECONDS: must be at most 300");
+            return err_at("REFRESH_REUSE_GRACE_SECONDS", "must be at most 300");
         }
         if !(1..=24 * 30).contains(&s.idempotency_ttl_hours) {
-            return err("IDEMPOTENCY_TTL_HOURS: must be between 1 and 720");
+            return err_at("IDEMPOTENCY_TTL_HOURS", "must be between 1 and 720");
         }
         if !(1..=3650).contains(&s.deleted_retention_days) {
-            return err("DELETED_RETENTION_DAYS: must be between 1 and 3650");
+            return err_at("DELETED_RETENTION_DAYS", "must be between 1 and 3650");
         }
         if s.db_max_connections < MIN_DB_CONNECTIONS {
-            return err(format!(
-                "DB_MAX_CONNECTIONS: must be at least {MIN_DB_CONNECTIONS}"
-            ));
+            return err_at(
+                "DB_MAX_CONNECTIONS",
+                format!("must be at least {MIN_DB_CONNECTIONS}"),
+            );
         }
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hash_concurrency = s.hash_concurrency.unwrap_or(cores);
         if hash_concurrency == 0 {
-            return err("HASH_CONCURRENCY: must be at least 1");
+            return err_at("HASH_CONCURRENCY", "must be at least 1");
         }
+        let redis_url = match s.redis_url.filter(|v| !v.is_empty()) {
+            None => None,
+            Some(url) => {
+                // The client's own parser: what `serve` would refuse is refused here. The value
+                // is never echoed (it may hold a password).
+                if redis::Client::open(url.as_str()).is_err() {
+                    return err_at(
+                        "REDIS_URL",
+                        "not a Redis URL (expected redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS, or redis+unix:///PATH)",
+                    );
+                }
+                Some(Secret::new(url))
+            }
+        };
         let metrics_addr = match s.metrics_addr.as_deref().filter(|v| !v.is_empty()) {
             None => None,
-            Some(raw) => Some(
-                raw.parse()
-                    .map_err(|_| ConfigError("METRICS_ADDR: expected HOST:PORT".into()))?,
-            ),
+            Some(raw) => Some(raw.parse().map_err(|_| {
+                ConfigError::at("METRICS_ADDR", "expected HOST:PORT with an IP address")
+            })?),
         };
         Ok(Config {
             database_url,
@@ -249,7 +348,7 @@ impl Config {
             password_min_length: s.password_min_length,
             rate_limit_per_minute: s.rate_limit_per_minute,
             trusted_proxies,
-            redis_url: s.redis_url.filter(|v| !v.is_empty()).map(Secret::new),
+            redis_url,
             cors_allowed_origins,
             login_account: ThrottleConfig {
                 free_failures: s.login_free_failures,
@@ -279,6 +378,24 @@ impl Config {
             log_format: s.log_format,
             metrics_addr,
         })
+    }
+
+    /// What `serve` needs beyond a valid configuration, checked before anything is bound or
+    /// created (and by `employee-api config`): a token secret with PostgreSQL (SQLite
+    /// generates one), and an `ADMIN_PASSWORD` that meets the password rules.
+    pub fn check_for_serve(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.is_none() && matches!(self.database_url, DatabaseUrl::Postgres(_)) {
+            return err_at(
+                "JWT_SECRET_KEY",
+                "required with PostgreSQL (set it, or JWT_SECRET_KEY_FILE; generate one with: openssl rand -hex 32)",
+            );
+        }
+        if let Some(password) = &self.admin_password {
+            crate::domain::password::PasswordPolicy::new(self.password_min_length)
+                .check(password.expose(), Some(&self.admin_username))
+                .map_err(|e| ConfigError::at("ADMIN_PASSWORD", e.msg))?;
+        }
+        Ok(())
     }
 
     /// The configuration with every default, for `database_url`; never reads the process

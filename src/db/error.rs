@@ -58,6 +58,72 @@ fn sqlite_unavailable(primary: i32) -> bool {
     matches!(primary, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)
 }
 
+/// A failure to open a PostgreSQL connection as one line that says what to do, without the
+/// driver's internals (PostgreSQL source lines, pool states): connection refused, unknown
+/// host, authentication failed, database missing, TLS required or unavailable.
+pub(super) fn connect_error(err: sqlx::Error, options: &sqlx::postgres::PgConnectOptions) -> Error {
+    let (host, port, user) = (
+        options.get_host(),
+        options.get_port(),
+        options.get_username(),
+    );
+    let database = options.get_database().unwrap_or(user);
+    let at = format!("{host}:{port}");
+    let text = match &err {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "connection refused by {at}: is PostgreSQL running there? (check the host and port in DATABASE_URL)"
+        ),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            format!(
+                "no answer from {at} (check the host and port in DATABASE_URL, and any firewall)"
+            )
+        }
+        sqlx::Error::Io(io) => format!(
+            "cannot reach {at}: {} (check the host and port in DATABASE_URL)",
+            crate::files::io_reason(io)
+        ),
+        sqlx::Error::Tls(e) => {
+            let reason = e.to_string();
+            if reason.contains("does not support") {
+                format!("{at} does not offer TLS, but DATABASE_URL requires it (sslmode)")
+            } else {
+                format!("TLS with {at} failed: {reason}")
+            }
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or(Cow::Borrowed("")).into_owned();
+            let message = db.message();
+            match code.as_str() {
+                "28P01" => format!(
+                    "password authentication failed for user \"{user}\" at {at} (check the user and password in DATABASE_URL)"
+                ),
+                "28000" if message.contains("no encryption") => format!(
+                    "{at} accepts user \"{user}\" only over TLS: add ?sslmode=require to DATABASE_URL"
+                ),
+                "28000" => format!("{at} refused user \"{user}\": {message}"),
+                "3D000" => format!(
+                    "database \"{database}\" does not exist at {at} (create it, e.g. createdb -h {host} -p {port} -U {user} {database}, or fix DATABASE_URL)"
+                ),
+                "53300" => format!("{at} has no connection slot left (too many connections)"),
+                "57P03" => format!("{at} is starting up or shutting down; try again shortly"),
+                _ => format!("{at}: {message}"),
+            }
+        }
+        other => format!("cannot connect to {at}: {other}"),
+    };
+    Error::Unavailable(text)
+}
+
+impl Error {
+    /// The cause alone, without the kind's prefix: for one-line messages.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Unavailable(text) | Error::TimedOut(text) | Error::Other(text) => text.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -135,6 +135,13 @@ impl Db {
             DatabaseUrl::Postgres(url) => {
                 let sizes = Sizes::postgres(max_connections);
                 let migrations = PgConnectOptions::from_str(url.expose())?;
+                // One plain connection first: a pool retries until its timeout and then reports
+                // only that it timed out; this says why (refused, password, missing database).
+                PgConnection::connect_with(&migrations)
+                    .await
+                    .map_err(|e| error::connect_error(e, &migrations))?
+                    .close()
+                    .await?;
                 let mut options = migrations.clone().statement_cache_capacity(256);
                 if let Some(timeout) = statement_timeout {
                     options = options.options([(
@@ -214,6 +221,59 @@ impl Db {
         Ok(Self { backend, outages })
     }
 
+    /// Whether the database at `url` can be used, without creating or changing anything:
+    /// PostgreSQL answers a query; a SQLite file is readable, or its folder can be created or
+    /// written. A description of what was found, or why not.
+    pub async fn probe(url: &DatabaseUrl) -> Result<String, Error> {
+        match url {
+            DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url.expose())?;
+                let mut conn = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| error::connect_error(e, &options))?;
+                let version: String = sqlx::query_scalar("SHOW server_version")
+                    .fetch_one(&mut conn)
+                    .await?;
+                let _ = conn.close().await;
+                Ok(format!("PostgreSQL {version} answers"))
+            }
+            DatabaseUrl::Sqlite { path } => {
+                if path.exists() {
+                    let options = SqliteConnectOptions::new().filename(path).read_only(true);
+                    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+                    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sqlite_master")
+                        .fetch_one(&mut conn)
+                        .await?;
+                    let _ = conn.close().await;
+                    return Ok(format!("{} opens", path.display()));
+                }
+                // The nearest folder that exists must be writable for the file to be created.
+                let mut folder = path.parent();
+                while let Some(dir) = folder {
+                    if dir.as_os_str().is_empty() || dir.exists() {
+                        break;
+                    }
+                    folder = dir.parent();
+                }
+                let dir = folder
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let writable = std::fs::metadata(dir)
+                    .map(|m| m.is_dir() && !m.permissions().readonly())
+                    .unwrap_or(false);
+                if writable {
+                    Ok(format!("{} will be created at start", path.display()))
+                } else {
+                    Err(Error::Unavailable(format!(
+                        "{} cannot be created: {} is not a writable folder",
+                        path.display(),
+                        dir.display()
+                    )))
+                }
+            }
+        }
+    }
+
     /// The SQL dialect of this database.
     pub(crate) fn dialect(&self) -> list::Dialect {
         match self.backend {
@@ -239,7 +299,125 @@ impl Db {
         result.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => self.outages.classify(e),
             other => Error::other("migration", other),
-        })
+        })?;
+        self.refold().await
+    }
+
+    /// Whether the data migration to the current fold rule has run (`migrate --status`).
+    pub async fn refold_applied(&self) -> Result<bool, Error> {
+        let exists_sql = match self.backend {
+            Backend::Postgres { .. } => "SELECT to_regclass('data_migrations') IS NOT NULL",
+            Backend::Sqlite { .. } => {
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'data_migrations'"
+            }
+        };
+        let exists: bool = on_pool!(self, write, |pool| {
+            sqlx::query_scalar(exists_sql).fetch_one(pool).await
+        })?;
+        if !exists {
+            return Ok(false);
+        }
+        let done: Option<String> = on_pool!(self, write, |pool| {
+            sqlx::query_scalar("SELECT name FROM data_migrations WHERE name = $1")
+                .bind(crate::domain::employee::FOLD_VERSION)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(done.is_some())
+    }
+
+    /// The data migration that follows the SQL ones: brings every stored `city_folded` /
+    /// `country_folded` to the current [`fold`](crate::domain::employee::fold) rule. It reads
+    /// the employees in `emp_id` order, 1000 at a time, and rewrites only the rows whose folded
+    /// values change, one transaction per batch; the `employee_places` triggers move each
+    /// rewritten row's count as for any update, so the counts stay exact throughout. Safe to
+    /// interrupt and to run twice (a row already folded is left alone); recorded in
+    /// `data_migrations` under [`FOLD_VERSION`](crate::domain::employee::FOLD_VERSION) so that
+    /// later starts skip it.
+    async fn refold(&self) -> Result<(), Error> {
+        use crate::domain::employee::{FOLD_VERSION, fold};
+        const BATCH: i64 = 1000;
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS data_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        let done: Option<String> = on_pool!(self, write, |pool| {
+            sqlx::query_scalar("SELECT name FROM data_migrations WHERE name = $1")
+                .bind(FOLD_VERSION)
+                .fetch_optional(pool)
+                .await
+        })?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let (mut after, mut rewritten) = (0i64, 0u64);
+        loop {
+            let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, write, |pool| {
+                sqlx::query_as(
+                    "SELECT emp_id, city, country, city_folded, country_folded FROM employees \
+                     WHERE emp_id > $1 ORDER BY emp_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(pool)
+                .await
+            })?;
+            let Some(last) = rows.last() else { break };
+            after = last.0;
+            let changed: Vec<(i64, String, String)> = rows
+                .into_iter()
+                .filter_map(|(id, city, country, city_folded, country_folded)| {
+                    let (city, country) = (fold(&city), fold(&country));
+                    (city != city_folded || country != country_folded)
+                        .then_some((id, city, country))
+                })
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            rewritten += changed.len() as u64;
+            on_pool!(self, write, |pool| {
+                async {
+                    let mut tx = pool.begin().await?;
+                    for (id, city, country) in &changed {
+                        sqlx::query(
+                            "UPDATE employees SET city_folded = $1, country_folded = $2 WHERE emp_id = $3",
+                        )
+                        .bind(city)
+                        .bind(country)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await
+                }
+                .await
+            })?;
+        }
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        on_pool!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO data_migrations (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(FOLD_VERSION)
+            .bind(&now)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        if rewritten > 0 {
+            tracing::info!(
+                rows = rewritten,
+                "filters: folded city and country values rewritten for full Unicode case folding"
+            );
+        }
+        Ok(())
     }
 
     /// Migrations known to the binary and whether each is applied: (version, description, applied).

@@ -121,11 +121,25 @@ text_field!(
     100
 );
 
-/// The case- and form-insensitive key that the substring filters compare: NFKC, then Unicode
-/// lower case. Applied to stored values and to queries alike, on both backends.
+/// The case- and form-insensitive key that the substring filters compare: Unicode default
+/// caseless matching on compatibility-normalised text, NFKC(full case fold(NFKC(text))). So
+/// `Straße` and `STRASSE` both fold to `strasse`, the ligature `ﬁ` to `fi`, `ẞ` to `ss`, `ſ`
+/// to `s`, and composed and decomposed accents alike. Folding is language-neutral: `I` folds
+/// to `i` and the Turkish dotless `ı` stays `ı` (so `ı` and `i` do not match), and `İ`
+/// becomes `i` plus a combining dot above. Applied to stored values and to queries alike, on
+/// both backends; [`FOLD_VERSION`] names this rule in the database.
 pub fn fold(text: &str) -> String {
-    text.nfkc().collect::<String>().to_lowercase()
+    use caseless::Caseless;
+    let once: String = text.nfkc().default_case_fold().nfkc().collect();
+    // Folding is idempotent for all of Unicode bar a few compatibility characters whose fold
+    // normalises into something foldable again; a second pass settles those.
+    let twice: String = once.chars().default_case_fold().nfkc().collect();
+    if twice == once { once } else { twice }
 }
+
+/// The version of [`fold`] the stored `*_folded` columns must be brought to (see
+/// `db::Db::migrate`). Bump it when `fold` changes.
+pub const FOLD_VERSION: &str = "fold-2-full-case-folding";
 
 /// A date of birth: a real calendar date from 1900-01-01 to today (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +393,34 @@ mod tests {
         assert_eq!(fold("ZÜRICH"), "zürich");
         assert_eq!(fold("Zu\u{308}rich"), "zürich");
         assert!(fold("İstanbul").starts_with('i'));
+    }
+
+    #[test]
+    fn fold_is_full_case_folding_on_nfkc() {
+        assert_eq!(fold("Straße"), "strasse");
+        assert_eq!(fold("STRASSE"), "strasse");
+        assert_eq!(
+            fold("Großenhain"),
+            "grossenhain",
+            "ß in the middle of a word"
+        );
+        assert_eq!(fold("ẞ"), "ss", "capital sharp s");
+        assert_eq!(fold("ﬁnland"), "finland", "ligature");
+        assert_eq!(fold("ΣΊΣΥΦΟΣ"), fold("σίσυφος"), "final sigma");
+        assert_eq!(fold("ſ"), "s", "long s");
+        assert_eq!(fold("Ｗｉｄｅ"), "wide", "full-width letters");
+        // Turkish: language-neutral folding. Dotless ı stays ı; İ is i + U+0307.
+        assert_eq!(fold("ISTANBUL"), "istanbul");
+        assert_eq!(fold("ıstanbul"), "ıstanbul");
+        assert_eq!(fold("İstanbul"), "i\u{307}stanbul");
+    }
+
+    #[test]
+    fn fold_is_idempotent_for_every_character() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let once = fold(c.encode_utf8(&mut [0; 4]));
+            assert_eq!(fold(&once), once, "U+{:04X}", c as u32);
+        }
     }
 
     #[test]

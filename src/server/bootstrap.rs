@@ -33,9 +33,9 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
             return Ok(Secret::new(existing));
         }
         return Err(StartupError(format!(
-            "{}: too short for {:?}; delete it to regenerate",
+            "{}: too short for {}; delete it to regenerate",
             file.display(),
-            config.jwt_algorithm
+            crate::config::algorithm_name(config.jwt_algorithm)
         )));
     }
     let mut bytes = [0u8; 32];
@@ -48,6 +48,35 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
         "JWT_SECRET_KEY is not set: generated a random secret and saved it beside the database (set JWT_SECRET_KEY to manage it yourself)"
     );
     Ok(Secret::new(hex))
+}
+
+/// What [`resolve_secret`] would refuse about a secret file that already exists (readable by
+/// others, too short), found without creating anything: `serve` checks it before binding,
+/// `employee-api config` as part of its checks.
+pub fn check_secret_file(config: &Config) -> Result<(), StartupError> {
+    let (None, DatabaseUrl::Sqlite { path }) = (&config.jwt_secret, &config.database_url) else {
+        return Ok(());
+    };
+    let file = secret_file_for(path);
+    if !file.exists() {
+        return Ok(());
+    }
+    files::check_private(&file).map_err(StartupError)?;
+    let existing = std::fs::read_to_string(&file).map_err(|e| {
+        StartupError(format!(
+            "cannot read {}: {}",
+            file.display(),
+            files::io_reason(&e)
+        ))
+    })?;
+    if existing.trim().len() < crate::config::min_secret_len(config.jwt_algorithm) {
+        return Err(StartupError(format!(
+            "{}: too short for {}; delete it to regenerate",
+            file.display(),
+            crate::config::algorithm_name(config.jwt_algorithm)
+        )));
+    }
+    Ok(())
 }
 
 /// `data/employees.db` -> `data/employees.db.jwt-secret`.

@@ -8,13 +8,18 @@ use tokio::net::TcpListener;
 use super::{StartupError, fail};
 use crate::db::Db;
 
+/// Binds the metrics listener (at start-up, before anything is created).
+pub(super) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
 /// Serves Prometheus metrics at `http://addr/metrics`, on a listener of its own so the API
 /// port never exposes them.
-pub(super) async fn serve_metrics(addr: SocketAddr, db: Db) -> Result<(), StartupError> {
+pub(super) fn serve_metrics(listener: TcpListener, db: Db) -> Result<(), StartupError> {
     let handle = crate::telemetry::metrics_export::install().map_err(|e| fail("metrics", e))?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| fail(&format!("cannot listen on METRICS_ADDR {addr}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| fail("metrics listener", e))?;
     let router = Router::new().route(
         "/metrics",
         axum::routing::get(move || {

@@ -389,7 +389,8 @@ fn secrets_can_come_from_files() {
         Some("*** (set)")
     );
     assert!(!stdout(&out).contains("fff"), "{}", stdout(&out));
-    // The file is really read: 40 bytes are too few for HS384 (48), and the message says so.
+    // The file is really read: 40 bytes are too few for HS384 (48), and the message names the
+    // setting that gave them.
     std::fs::write(&jwt, format!("{}\n", "f".repeat(40))).unwrap();
     let out = run_cli(
         d,
@@ -402,7 +403,7 @@ fn secrets_can_come_from_files() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("JWT_SECRET_KEY: must be at least 48 bytes"),
+        stderr(&out).contains("JWT_SECRET_KEY_FILE: must be at least 48 bytes"),
         "{}",
         stderr(&out)
     );

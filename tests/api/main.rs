@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod connections;
 mod employees;
+mod first_hour;
 mod health;
 mod hostile;
 mod instances;

@@ -285,9 +285,20 @@ fn import_error(failure: ImportFailure) -> ApiError {
             let shown: Vec<String> = locations
                 .iter()
                 .take(20)
-                .map(|(loc, id)| match loc {
-                    LocPart::Index(i) => format!("emp_id {id} at {i}"),
-                    LocPart::Key(k) => format!("emp_id {id} at {k}"),
+                .map(|c| {
+                    let at = |loc: &LocPart| match loc {
+                        LocPart::Index(i) => i.to_string(),
+                        LocPart::Key(k) => k.clone(),
+                    };
+                    match &c.first {
+                        Some(first) => format!(
+                            "emp_id {} at {} (repeats {})",
+                            c.emp_id,
+                            at(&c.loc),
+                            at(first)
+                        ),
+                        None => format!("emp_id {} at {}", c.emp_id, at(&c.loc)),
+                    }
                 })
                 .collect();
             ApiError::ConflictDetail(format!(
