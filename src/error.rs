@@ -77,6 +77,12 @@ pub enum ApiError {
     /// A conflict whose message is built at run time (never from secrets).
     #[error("conflict: {0}")]
     ConflictDetail(String),
+    /// `If-Match` named another version (RFC 9110 §13.1.1); carries the current strong ETag.
+    #[error("precondition failed")]
+    PreconditionFailed { etag: String },
+    /// `REQUIRE_IF_MATCH` is on and the write came without `If-Match` (RFC 6585 §3).
+    #[error("precondition required")]
+    PreconditionRequired,
     #[error("payload too large")]
     PayloadTooLarge,
     /// The request (or its body) did not arrive in time.
@@ -121,6 +127,8 @@ impl ApiError {
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -145,6 +153,12 @@ impl ApiError {
             ApiError::SessionRequired => "This needs a login session; API keys cannot do it",
             ApiError::NotFound(msg) | ApiError::Conflict(msg) => msg,
             ApiError::ConflictDetail(msg) => msg,
+            ApiError::PreconditionFailed { .. } => {
+                "The employee was changed since you read it: read it again, then retry with its new ETag"
+            }
+            ApiError::PreconditionRequired => {
+                "This request needs If-Match with the ETag from a GET of the employee"
+            }
             ApiError::PayloadTooLarge => "Request body too large",
             ApiError::RequestTimeout => "Request timed out",
             ApiError::UnsupportedMediaType(msg) => msg,
@@ -204,6 +218,11 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),
                 );
+            }
+            ApiError::PreconditionFailed { etag } => {
+                if let Ok(value) = HeaderValue::from_str(&etag) {
+                    headers.insert(header::ETAG, value);
+                }
             }
             ApiError::InsufficientScope(scope) => {
                 if let Ok(value) = HeaderValue::from_str(&format!(

@@ -33,6 +33,8 @@ use crate::{
             Unauthorized,
             Forbidden,
             SessionRequired,
+            PreconditionFailed,
+            PreconditionRequired,
             TooManyRequests,
             PayloadTooLarge,
             NotJson
@@ -64,6 +66,19 @@ pub struct Unauthorized(pub ErrorDetail);
 #[derive(ToResponse)]
 #[response(example = json!({"detail": "The user does not have administrative privileges"}))]
 pub struct Forbidden(pub ErrorDetail);
+
+/// `If-Match` named another version of the employee.
+#[derive(ToResponse)]
+#[response(
+    example = json!({"detail": "The employee was changed since you read it: read it again, then retry with its new ETag"}),
+    headers(("ETag" = String, description = "The current version's entity tag"))
+)]
+pub struct PreconditionFailed(pub ErrorDetail);
+
+/// `REQUIRE_IF_MATCH` is on and the write came without `If-Match`.
+#[derive(ToResponse)]
+#[response(example = json!({"detail": "This request needs If-Match with the ETag from a GET of the employee"}))]
+pub struct PreconditionRequired(pub ErrorDetail);
 
 /// An API key was sent where only a login session may act.
 #[derive(ToResponse)]

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::{
     db::{self, Db, import::IMPORT_BATCH},
     domain::{
+        audit::AuditContext,
         employee::{Employee, NewEmployee, OnConflict},
         listing::{Cursor, EmployeeQuery},
         validation::{FieldError, LocPart},
@@ -75,6 +76,8 @@ impl From<db::Error> for ImportFailure {
 /// every error. Feed rows with [`Importer::push`], then call [`Importer::finish`].
 pub struct Importer<'a> {
     db: &'a Db,
+    /// Who imports, for the audit trail.
+    ctx: AuditContext,
     mode: OnConflict,
     dry_run: bool,
     tx: Option<db::import::ImportTx>,
@@ -90,9 +93,10 @@ pub struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
-    pub fn new(db: &'a Db, mode: OnConflict, dry_run: bool) -> Self {
+    pub fn new(db: &'a Db, mode: OnConflict, dry_run: bool, ctx: AuditContext) -> Self {
         Self {
             db,
+            ctx,
             mode,
             dry_run,
             tx: None,
@@ -187,7 +191,7 @@ impl<'a> Importer<'a> {
             }
         }
         if self.tx.is_none() {
-            self.tx = Some(self.db.begin_import().await?);
+            self.tx = Some(self.db.begin_import(self.ctx.clone()).await?);
         }
         let Some(tx) = self.tx.as_mut() else {
             unreachable!("transaction started above")

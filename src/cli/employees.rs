@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     db::Db,
     domain::{
+        audit::{Action, AuditContext, NewEntry},
         employee::OnConflict,
         listing::{CursorKey, EmployeeQuery, ListParams},
         validation::LocPart,
@@ -60,6 +61,12 @@ pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(
                 )
             })?;
             query.limit = EXPORT_PAGE;
+            db.record(
+                &AuditContext::cli(),
+                vec![NewEntry::untargeted(Action::EmployeeExport)],
+            )
+            .await
+            .map_err(|e| failure(format!("audit trail: {e}")))?;
             let sink: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
                     std::fs::File::create(path)
@@ -151,7 +158,7 @@ async fn import(db: &Db, file: &PathBuf, dry_run: bool, mode: OnConflict) -> Res
         .headers()
         .map_err(|e| failure(format!("CSV header: {e}")))
         .and_then(|h| check_csv_header(h).map_err(failure))?;
-    let mut importer = Importer::new(db, mode, dry_run);
+    let mut importer = Importer::new(db, mode, dry_run, AuditContext::cli());
     let mut record = csv::StringRecord::new();
     let mut records = 0u64;
     loop {

@@ -3,6 +3,7 @@
 //! layering ([`config_file`]). Nothing here ends the process: failures return a [`Failure`]
 //! for `main` to print.
 
+mod audit;
 mod config_file;
 mod employees;
 mod healthcheck;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Bulk import and export of employees.
     #[command(subcommand)]
     Employees(EmployeesCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +348,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::User(cmd) => user::user(config, cmd).await,
         Command::Employees(cmd) => employees::employees(config, cmd).await,
+        Command::Audit(cmd) => audit::audit(config, cmd).await,
         Command::Openapi | Command::Version => Ok(()),
     }
 }

@@ -11,6 +11,7 @@ use crate::{
         users::{UserChange, UserFilter},
     },
     domain::{
+        audit::{Action, AuditContext, NewEntry},
         clock::{rfc3339, unix_now},
         listing::Page,
         password::PasswordPolicy,
@@ -73,7 +74,7 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
             let username = parse_username(&username)?;
             let hash = new_password_hash(&policy, &hasher, &username, "Password: ").await?;
             let user = db
-                .insert_user(&username, &hash, admin)
+                .insert_user(&username, &hash, admin, &AuditContext::cli())
                 .await
                 .map_err(|e| match e {
                     db::Error::Conflict => failure(format!("user \"{username}\" already exists")),
@@ -88,11 +89,14 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
             let user = find(db, &username).await?;
             let hash =
                 new_password_hash(&policy, &hasher, &user.username, "New password: ").await?;
-            db.set_password_hash(user.id, &hash)
-                .await
-                .map_err(|e| db_failure(&user.username, e))?;
             let ended = db
-                .revoke_user_sessions(user.id, None, "password reset", now)
+                .set_password_hash(
+                    user.id,
+                    &hash,
+                    None,
+                    Action::UserPasswordReset,
+                    &AuditContext::cli(),
+                )
                 .await
                 .map_err(|e| db_failure(&user.username, e))?;
             tracing::warn!(
@@ -135,7 +139,7 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
         }
         UserCommand::Delete { username } => {
             let user = find(db, &username).await?;
-            db.delete_user(user.id)
+            db.delete_user(user.id, &AuditContext::cli())
                 .await
                 .map_err(|e| db_failure(&user.username, e))?;
             tracing::warn!(
@@ -217,7 +221,16 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
             let user = find(db, &username).await?;
             let ended = match session {
                 Some(id) => db
-                    .revoke_session(user.id, id, "revoked from the command line", now)
+                    .revoke_session(
+                        user.id,
+                        id,
+                        "revoked from the command line",
+                        now,
+                        (
+                            &AuditContext::cli(),
+                            NewEntry::new(Action::SessionRevoke, id),
+                        ),
+                    )
                     .await
                     .map(|()| 1)
                     .map_err(|e| match e {
@@ -227,7 +240,16 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
                         other => db_failure(&user.username, other),
                     })?,
                 None => db
-                    .revoke_user_sessions(user.id, None, "revoked from the command line", now)
+                    .revoke_user_sessions(
+                        user.id,
+                        None,
+                        "revoked from the command line",
+                        now,
+                        (
+                            &AuditContext::cli(),
+                            NewEntry::new(Action::UserLogout, user.id),
+                        ),
+                    )
                     .await
                     .map_err(|e| db_failure(&user.username, e))?,
             };
@@ -247,7 +269,7 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure
 /// Applies `change` to the account named `username` and says `done`.
 async fn change(db: &Db, username: &str, change: UserChange, done: &str) -> Result<(), Failure> {
     let user = find(db, username).await?;
-    db.change_user(user.id, change, unix_now())
+    db.change_user(user.id, change, unix_now(), &AuditContext::cli())
         .await
         .map_err(|e| db_failure(&user.username, e))?;
     tracing::warn!(event = "authz_admin", by = "cli", user_id = user.id, is_active = ?change.is_active, is_admin = ?change.is_admin, "account changed");

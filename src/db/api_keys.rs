@@ -1,7 +1,13 @@
 //! API keys for scripts and integrations, stored by their keyed hash.
 
-use super::{Db, Error, on_pool};
-use crate::domain::scope::Scopes;
+use serde_json::{Value, json};
+
+use super::{BeginWrite, Db, Error, audit::Append, on_pool};
+use crate::domain::{
+    audit::{Action, AuditContext, NewEntry},
+    clock::unix_millis,
+    scope::Scopes,
+};
 
 /// An API key as listed (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -37,20 +43,36 @@ pub struct NewApiKey {
 const COLUMNS: &str = "id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at";
 
 impl Db {
-    pub async fn create_api_key(&self, new: NewApiKey, now: i64) -> Result<ApiKey, Error> {
+    pub async fn create_api_key(
+        &self,
+        new: NewApiKey,
+        now: i64,
+        ctx: &AuditContext,
+    ) -> Result<ApiKey, Error> {
         on_pool!(self, write, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO api_keys (name, prefix, hash, scopes, created_by, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-            )))
-            .bind(&new.name)
-            .bind(&new.prefix)
-            .bind(&new.hash)
-            .bind(new.scopes.to_string())
-            .bind(new.created_by)
-            .bind(now)
-            .bind(new.expires_at)
-            .fetch_one(pool)
+            async {
+                let mut tx = pool.begin_write().await?;
+                let key: ApiKey = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO api_keys (name, prefix, hash, scopes, created_by, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                )))
+                .bind(&new.name)
+                .bind(&new.prefix)
+                .bind(&new.hash)
+                .bind(new.scopes.to_string())
+                .bind(new.created_by)
+                .bind(now)
+                .bind(new.expires_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                let entry = NewEntry::new(Action::ApiKeyCreate, key.id)
+                    .change("name", Value::Null, json!(key.name))
+                    .change("scopes", Value::Null, json!(key.scopes))
+                    .change("expires_at", Value::Null, json!(key.expires_at));
+                Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                Ok::<ApiKey, sqlx::Error>(key)
+            }
             .await
         })
     }
@@ -67,14 +89,26 @@ impl Db {
     }
 
     /// Revokes a key at once ([`Error::NotFound`] when there is no such live key).
-    pub async fn revoke_api_key(&self, id: i64, now: i64) -> Result<(), Error> {
+    pub async fn revoke_api_key(&self, id: i64, now: i64, ctx: &AuditContext) -> Result<(), Error> {
         let done = on_pool!(self, write, |pool| {
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            async {
+                let mut tx = pool.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
                 .bind(now)
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if done > 0 {
+                    let entry = NewEntry::new(Action::ApiKeyRevoke, id);
+                    Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                }
+                tx.commit().await?;
+                Ok::<u64, sqlx::Error>(done)
+            }
+            .await
         })?;
         match done {
             0 => Err(Error::NotFound),

@@ -6,15 +6,80 @@ use uuid::Uuid;
 
 use sqlx::AssertSqlSafe;
 
+use serde_json::{Value, json};
+
 use super::{
-    Backend, Db, Error, on_pool,
+    Backend, BeginWrite, Db, Error,
+    audit::{Append, erase_personal},
+    on_pool,
     statement::{Param, Statement, bind_all},
     viewer::{Credential, Viewer, ViewerColumns},
 };
-use crate::domain::employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold};
+use crate::domain::{
+    audit::{Action, ActorKind, AuditContext, NewEntry},
+    clock::{unix_millis, unix_now},
+    employee::{EmpId, Employee, EmployeeChanges, NewEmployee, fold},
+    version::Precondition,
+};
 
-const SELECT_BY_ID: &str =
-    "SELECT emp_id, emp_name, city, country, emp_dob, id FROM employees WHERE emp_id = $1";
+const SELECT_BY_ID: &str = "SELECT emp_id, emp_name, city, country, emp_dob, id, version \
+    FROM employees WHERE emp_id = $1";
+
+const DELETED_COLUMNS: &str = "id, emp_id, emp_name, city, country, emp_dob, deleted_at, \
+    deleted_by_type, deleted_by_id, deleted_seq";
+
+/// A deleted employee in the archive.
+#[derive(Debug, Clone)]
+pub struct DeletedEmployee {
+    pub employee: Employee,
+    /// Unix seconds.
+    pub deleted_at: i64,
+    pub deleted_by: (ActorKind, Option<i64>),
+    /// The audit entry of the deletion.
+    pub deleted_seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeletedRow {
+    id: Uuid,
+    emp_id: i64,
+    emp_name: String,
+    city: String,
+    country: String,
+    emp_dob: Date,
+    deleted_at: i64,
+    deleted_by_type: String,
+    deleted_by_id: Option<i64>,
+    deleted_seq: i64,
+}
+
+impl From<DeletedRow> for DeletedEmployee {
+    fn from(r: DeletedRow) -> Self {
+        DeletedEmployee {
+            employee: Employee {
+                emp_id: r.emp_id,
+                emp_name: r.emp_name,
+                city: r.city,
+                country: r.country,
+                emp_dob: r.emp_dob,
+                id: r.id,
+                version: 0,
+            },
+            deleted_at: r.deleted_at,
+            deleted_by: (ActorKind::parse(&r.deleted_by_type), r.deleted_by_id),
+            deleted_seq: r.deleted_seq,
+        }
+    }
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone)]
+pub enum Write<T> {
+    Done(T),
+    NotFound,
+    /// `If-Match` named another version; the record as it is.
+    PreconditionFailed(Employee),
+}
 
 /// An employee row as stored.
 #[derive(sqlx::FromRow)]
@@ -25,6 +90,9 @@ pub(super) struct EmployeeRow {
     country: String,
     emp_dob: Date,
     id: Uuid,
+    /// Absent from list pages (which carry no per-row ETag): 0.
+    #[sqlx(default)]
+    version: i64,
 }
 
 impl From<EmployeeRow> for Employee {
@@ -36,6 +104,7 @@ impl From<EmployeeRow> for Employee {
             country: row.country,
             emp_dob: row.emp_dob,
             id: row.id,
+            version: row.version,
         }
     }
 }
@@ -51,6 +120,7 @@ struct ViewerRow {
     country: Option<String>,
     emp_dob: Option<Date>,
     id: Option<Uuid>,
+    version: Option<i64>,
 }
 
 impl ViewerRow {
@@ -71,6 +141,7 @@ impl ViewerRow {
                     country,
                     emp_dob,
                     id,
+                    version: self.version.unwrap_or_default(),
                 })
             }
             _ => None,
@@ -80,27 +151,45 @@ impl ViewerRow {
 }
 
 impl Db {
-    /// Inserts an employee ([`Error::Conflict`] when the `emp_id` is taken).
-    pub async fn insert_employee(&self, new: NewEmployee) -> Result<Employee, Error> {
-        let id = Uuid::new_v4();
-        on_pool!(self, write, |pool| {
-            sqlx::query(
-                "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new.emp_id.get())
-            .bind(id)
-            .bind(new.emp_name.as_str())
-            .bind(new.city.as_str())
-            .bind(new.country.as_str())
-            .bind(new.emp_dob.get())
-            .bind(fold(new.city.as_str()))
-            .bind(fold(new.country.as_str()))
-            .execute(pool)
+    /// Inserts an employee ([`Error::Conflict`] when the `emp_id` is taken), recording it.
+    pub async fn insert_employee(
+        &self,
+        new: NewEmployee,
+        ctx: &AuditContext,
+    ) -> Result<Employee, Error> {
+        let mut employee = Employee::new(Uuid::new_v4(), new);
+        let entry = NewEntry::new(Action::EmployeeCreate, employee.emp_id)
+            .record(employee.id)
+            .change("emp_name", Value::Null, json!(employee.emp_name))
+            .change("city", Value::Null, json!(employee.city))
+            .change("country", Value::Null, json!(employee.country))
+            .change("emp_dob", Value::Null, json!(employee.emp_dob.to_string()));
+        let e = &employee;
+        let seq = on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.emp_id)
+                .bind(e.id)
+                .bind(e.emp_name.as_str())
+                .bind(e.city.as_str())
+                .bind(e.country.as_str())
+                .bind(e.emp_dob)
+                .bind(fold(&e.city))
+                .bind(fold(&e.country))
+                .execute(&mut *tx)
+                .await?;
+                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                Ok::<i64, sqlx::Error>(seqs[0])
+            }
             .await
-            .map(|_| ())
         })?;
-        Ok(Employee::new(id, new))
+        employee.version = seq;
+        Ok(employee)
     }
 
     /// The employee with this `emp_id`.
@@ -127,7 +216,7 @@ impl Db {
         let viewer = credential.live_sql(now, &mut sql);
         let emp_id = sql.bind(Param::Int(emp_id.get()));
         sql.text = format!(
-            "SELECT v.*, e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id \
+            "SELECT v.*, e.emp_id, e.emp_name, e.city, e.country, e.emp_dob, e.id, e.version \
              FROM ({viewer}) v LEFT JOIN employees e ON e.emp_id = {emp_id}"
         );
         // fetch_all, not fetch_optional: sqlx runs fetch_optional as "Execute at most one row"
@@ -151,51 +240,285 @@ impl Db {
         Ok(rows.into_iter().next().map(ViewerRow::into_parts))
     }
 
-    /// Applies the changes present in `changes`, in one statement; `None` when no such employee.
+    /// Applies `changes` when `precondition` holds, recording what changed. A change that
+    /// changes nothing writes nothing (and keeps the version).
     pub async fn update_employee(
         &self,
         emp_id: EmpId,
         changes: &EmployeeChanges,
-    ) -> Result<Option<Employee>, Error> {
-        let city = changes.city.as_ref().map(|c| c.as_str());
-        let country = changes.country.as_ref().map(|c| c.as_str());
-        let row: Option<EmployeeRow> = on_pool!(self, write, |pool| {
-            sqlx::query_as(
-                "UPDATE employees SET \
-                   emp_name = COALESCE($2, emp_name), \
-                   city = COALESCE($3, city), \
-                   country = COALESCE($4, country), \
-                   emp_dob = COALESCE($5, emp_dob), \
-                   city_folded = COALESCE($6, city_folded), \
-                   country_folded = COALESCE($7, country_folded) \
-                 WHERE emp_id = $1 \
-                 RETURNING emp_id, emp_name, city, country, emp_dob, id",
-            )
-            .bind(emp_id.get())
-            .bind(changes.emp_name.as_ref().map(|n| n.as_str()))
-            .bind(city)
-            .bind(country)
-            .bind(changes.emp_dob.map(|d| d.get()))
-            .bind(city.map(fold))
-            .bind(country.map(fold))
-            .fetch_optional(pool)
+        precondition: &Precondition,
+        ctx: &AuditContext,
+    ) -> Result<Write<Employee>, Error> {
+        let select = format!("{SELECT_BY_ID}{}", self.row_lock());
+        on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let old: Option<EmployeeRow> = sqlx::query_as(AssertSqlSafe(select.clone()))
+                    .bind(emp_id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(old) = old.map(Employee::from) else {
+                    return Ok(Write::NotFound);
+                };
+                if !precondition.allows(old.version) {
+                    return Ok(Write::PreconditionFailed(old));
+                }
+                let mut new = old.clone();
+                let mut entry = NewEntry::new(Action::EmployeeUpdate, old.emp_id).record(old.id);
+                if let Some(v) = &changes.emp_name
+                    && v.as_str() != old.emp_name
+                {
+                    new.emp_name = v.as_str().to_owned();
+                    entry = entry.change("emp_name", json!(old.emp_name), json!(new.emp_name));
+                }
+                if let Some(v) = &changes.city
+                    && v.as_str() != old.city
+                {
+                    new.city = v.as_str().to_owned();
+                    entry = entry.change("city", json!(old.city), json!(new.city));
+                }
+                if let Some(v) = &changes.country
+                    && v.as_str() != old.country
+                {
+                    new.country = v.as_str().to_owned();
+                    entry = entry.change("country", json!(old.country), json!(new.country));
+                }
+                if let Some(v) = changes.emp_dob
+                    && v.get() != old.emp_dob
+                {
+                    new.emp_dob = v.get();
+                    entry = entry.change(
+                        "emp_dob",
+                        json!(old.emp_dob.to_string()),
+                        json!(new.emp_dob.to_string()),
+                    );
+                }
+                if entry.changes.is_empty() {
+                    return Ok(Write::Done(old));
+                }
+                sqlx::query(
+                    "UPDATE employees SET emp_name = $2, city = $3, country = $4, emp_dob = $5, \
+                       city_folded = $6, country_folded = $7 WHERE emp_id = $1",
+                )
+                .bind(new.emp_id)
+                .bind(new.emp_name.as_str())
+                .bind(new.city.as_str())
+                .bind(new.country.as_str())
+                .bind(new.emp_dob)
+                .bind(fold(&new.city))
+                .bind(fold(&new.country))
+                .execute(&mut *tx)
+                .await?;
+                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                new.version = seqs[0];
+                Ok::<Write<Employee>, sqlx::Error>(Write::Done(new))
+            }
             .await
-        })?;
-        Ok(row.map(Employee::from))
+        })
     }
 
-    /// Deletes an employee ([`Error::NotFound`] when there was none).
-    pub async fn delete_employee(&self, emp_id: EmpId) -> Result<(), Error> {
-        let done = on_pool!(self, write, |pool| {
-            sqlx::query("DELETE FROM employees WHERE emp_id = $1")
-                .bind(emp_id.get())
-                .execute(pool)
+    /// Deletes an employee when `precondition` holds: it leaves every read and moves to the
+    /// archive of deleted employees, recorded.
+    pub async fn delete_employee(
+        &self,
+        emp_id: EmpId,
+        precondition: &Precondition,
+        ctx: &AuditContext,
+    ) -> Result<Write<()>, Error> {
+        let select = format!("{SELECT_BY_ID}{}", self.row_lock());
+        on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let old: Option<EmployeeRow> = sqlx::query_as(AssertSqlSafe(select.clone()))
+                    .bind(emp_id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(old) = old.map(Employee::from) else {
+                    return Ok(Write::NotFound);
+                };
+                if !precondition.allows(old.version) {
+                    return Ok(Write::PreconditionFailed(old));
+                }
+                sqlx::query("DELETE FROM employees WHERE emp_id = $1")
+                    .bind(old.emp_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let entry = NewEntry::new(Action::EmployeeDelete, old.emp_id)
+                    .record(old.id)
+                    .change("emp_name", json!(old.emp_name), Value::Null)
+                    .change("city", json!(old.city), Value::Null)
+                    .change("country", json!(old.country), Value::Null)
+                    .change("emp_dob", json!(old.emp_dob.to_string()), Value::Null);
+                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                sqlx::query(
+                    "INSERT INTO deleted_employees (id, emp_id, emp_name, city, country, emp_dob, \
+                       deleted_at, deleted_by_type, deleted_by_id, deleted_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(old.id)
+                .bind(old.emp_id)
+                .bind(old.emp_name.as_str())
+                .bind(old.city.as_str())
+                .bind(old.country.as_str())
+                .bind(old.emp_dob)
+                .bind(unix_now())
+                .bind(ctx.actor.as_str())
+                .bind(ctx.actor_id)
+                .bind(seqs[0])
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok::<Write<()>, sqlx::Error>(Write::Done(()))
+            }
+            .await
+        })
+    }
+
+    /// Archived (deleted) employees after `after` (`emp_id`, deletion entry), in that order.
+    pub async fn deleted_page(
+        &self,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<DeletedEmployee>, Error> {
+        let (emp_id, seq) = after.unwrap_or((0, 0));
+        let text = format!(
+            "SELECT {DELETED_COLUMNS} FROM deleted_employees \
+             WHERE (emp_id, deleted_seq) > ($1, $2) ORDER BY emp_id, deleted_seq LIMIT {}",
+            limit.clamp(1, 1001)
+        );
+        let rows: Vec<DeletedRow> = on_pool!(self, read, |pool| {
+            sqlx::query_as(AssertSqlSafe(text.clone()))
+                .bind(emp_id)
+                .bind(seq)
+                .fetch_all(pool)
                 .await
-                .map(|done| done.rows_affected())
         })?;
-        match done {
-            1 => Ok(()),
-            _ => Err(Error::NotFound),
+        Ok(rows.into_iter().map(DeletedEmployee::from).collect())
+    }
+
+    /// Brings back the most recently deleted record of `emp_id`: [`Error::NotFound`] when the
+    /// archive has none, [`Error::Conflict`] when the `emp_id` was taken meanwhile.
+    pub async fn restore_employee(
+        &self,
+        emp_id: EmpId,
+        ctx: &AuditContext,
+    ) -> Result<Employee, Error> {
+        let select = format!(
+            "SELECT {DELETED_COLUMNS} FROM deleted_employees WHERE emp_id = $1 \
+             ORDER BY deleted_seq DESC LIMIT 1{}",
+            self.row_lock()
+        );
+        let restored = on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let row: Option<DeletedRow> = sqlx::query_as(AssertSqlSafe(select.clone()))
+                    .bind(emp_id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(mut e) = row.map(|r| DeletedEmployee::from(r).employee) else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.emp_id)
+                .bind(e.id)
+                .bind(e.emp_name.as_str())
+                .bind(e.city.as_str())
+                .bind(e.country.as_str())
+                .bind(e.emp_dob)
+                .bind(fold(&e.city))
+                .bind(fold(&e.country))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM deleted_employees WHERE id = $1")
+                    .bind(e.id)
+                    .execute(&mut *tx)
+                    .await?;
+                let entry = NewEntry::new(Action::EmployeeRestore, e.emp_id)
+                    .record(e.id)
+                    .change("emp_name", Value::Null, json!(e.emp_name))
+                    .change("city", Value::Null, json!(e.city))
+                    .change("country", Value::Null, json!(e.country))
+                    .change("emp_dob", Value::Null, json!(e.emp_dob.to_string()));
+                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                e.version = seqs[0];
+                Ok::<Option<Employee>, sqlx::Error>(Some(e))
+            }
+            .await
+        })?;
+        restored.ok_or(Error::NotFound)
+    }
+
+    /// Erases every archived record of `emp_id` (GDPR art. 17): the archive rows, and the
+    /// personal values of every audit entry about those records; records the erasure (without
+    /// them). Returns how many records were erased ([`Error::NotFound`] when none).
+    pub async fn erase_deleted(&self, emp_id: EmpId, ctx: &AuditContext) -> Result<u64, Error> {
+        let erased = self
+            .erase_archived("WHERE emp_id = $1", emp_id.get(), ctx)
+            .await?;
+        if erased == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(erased)
+    }
+
+    /// Erases the archived records deleted before `before` (Unix seconds), as
+    /// [`Db::erase_deleted`] does; returns how many.
+    pub async fn purge_deleted(&self, before: i64, ctx: &AuditContext) -> Result<u64, Error> {
+        self.erase_archived("WHERE deleted_at < $1", before, ctx)
+            .await
+    }
+
+    async fn erase_archived(
+        &self,
+        condition: &str,
+        value: i64,
+        ctx: &AuditContext,
+    ) -> Result<u64, Error> {
+        let select = format!(
+            "SELECT id, emp_id FROM deleted_employees {condition}{}",
+            self.row_lock()
+        );
+        let delete = format!("DELETE FROM deleted_employees {condition}");
+        on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let records: Vec<(Uuid, i64)> = sqlx::query_as(AssertSqlSafe(select.clone()))
+                    .bind(value)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if records.is_empty() {
+                    return Ok(0);
+                }
+                sqlx::query(AssertSqlSafe(delete.clone()))
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                let now = unix_now();
+                let ids: Vec<Uuid> = records.iter().map(|(id, _)| *id).collect();
+                erase_personal!(tx, &ids, now);
+                let entries = records
+                    .iter()
+                    .map(|(id, emp_id)| NewEntry::new(Action::EmployeeErase, emp_id).record(*id))
+                    .collect();
+                Append::append(&mut *tx, ctx, entries, unix_millis()).await?;
+                tx.commit().await?;
+                Ok::<u64, sqlx::Error>(records.len() as u64)
+            }
+            .await
+        })
+    }
+
+    /// `FOR UPDATE` on PostgreSQL (the row stays as read until commit); nothing on SQLite,
+    /// whose one writer connection already excludes other writers.
+    fn row_lock(&self) -> &'static str {
+        match &self.backend {
+            Backend::Postgres { .. } => " FOR UPDATE",
+            Backend::Sqlite { .. } => "",
         }
     }
 }

@@ -5,8 +5,17 @@ use std::sync::Arc;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Backend, Db, Error, pool::Outages};
-use crate::domain::employee::{NewEmployee, OnConflict, fold};
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use time::Date;
+
+use super::{Backend, Db, Error, audit::Append, pool::Outages};
+use crate::domain::{
+    audit::{Action, AuditContext, NewEntry},
+    clock::unix_millis,
+    employee::{NewEmployee, OnConflict, fold},
+};
 
 /// Rows per INSERT statement: 8 parameters each, 32,000 in all, within both backends' limits
 /// (SQLite 32,766, PostgreSQL 65,535). Large on purpose: on PostgreSQL every statement's
@@ -20,10 +29,18 @@ const IMPORT_CACHE: &str = "PRAGMA cache_size = -262144";
 const DEFAULT_CACHE: &str = "PRAGMA cache_size = -2000";
 
 /// A write transaction for bulk imports. Dropping it without [`ImportTx::commit`] rolls back.
+///
+/// Every row it creates or changes is recorded in the audit trail (`employee.import`, with the
+/// values before and after), batch by batch. The first batch takes the chain's head, so other
+/// audited writes wait until the import commits or rolls back.
 pub struct ImportTx {
     tx: Tx,
     outages: Arc<Outages>,
+    ctx: AuditContext,
 }
+
+/// A row as it was before an import changed it.
+type Before = (Uuid, String, String, String, Date);
 
 enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
@@ -33,7 +50,7 @@ enum Tx {
 impl Db {
     /// Starts an import. On SQLite the transaction takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so it cannot fail half-way with SQLITE_BUSY.
-    pub async fn begin_import(&self) -> Result<ImportTx, Error> {
+    pub async fn begin_import(&self, ctx: AuditContext) -> Result<ImportTx, Error> {
         let classify = |e| self.outages.classify(e);
         let tx = match &self.backend {
             Backend::Postgres { pool, .. } => Tx::Postgres(pool.begin().await.map_err(classify)?),
@@ -54,6 +71,7 @@ impl Db {
         Ok(ImportTx {
             tx,
             outages: Arc::clone(&self.outages),
+            ctx,
         })
     }
 }
@@ -69,6 +87,11 @@ impl ImportTx {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        // The rows an update would change, as they are now (for the audit's "from").
+        let before = match mode {
+            OnConflict::Update => self.existing(rows).await?,
+            OnConflict::Error | OnConflict::Skip => HashMap::new(),
+        };
         let mut text = String::from(
             "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) VALUES ",
         );
@@ -88,26 +111,82 @@ impl ImportTx {
             }
         }
         text.push_str(match mode {
-            OnConflict::Error | OnConflict::Skip => " ON CONFLICT (emp_id) DO NOTHING RETURNING emp_id",
+            OnConflict::Error | OnConflict::Skip => {
+                " ON CONFLICT (emp_id) DO NOTHING RETURNING emp_id, id"
+            }
             OnConflict::Update => {
                 " ON CONFLICT (emp_id) DO UPDATE SET emp_name = excluded.emp_name, city = excluded.city, \
                  country = excluded.country, emp_dob = excluded.emp_dob, city_folded = excluded.city_folded, \
-                 country_folded = excluded.country_folded RETURNING emp_id"
+                 country_folded = excluded.country_folded RETURNING emp_id, id"
             }
         });
+        let ctx = self.ctx.clone();
         let result = match &mut self.tx {
             Tx::Postgres(tx) => {
-                bind_rows(sqlx::query_scalar(AssertSqlSafe(text)), rows)
-                    .fetch_all(&mut **tx)
-                    .await
+                let written: Result<Vec<(i64, Uuid)>, _> =
+                    bind_rows(sqlx::query_as(AssertSqlSafe(text)), rows)
+                        .fetch_all(&mut **tx)
+                        .await;
+                match written {
+                    Ok(written) => {
+                        let entries = import_entries(rows, &written, &before);
+                        Append::append(&mut **tx, &ctx, entries, unix_millis())
+                            .await
+                            .map(|_| written)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Tx::Sqlite(tx) => {
-                bind_rows(sqlx::query_scalar(AssertSqlSafe(text)), rows)
-                    .fetch_all(&mut **tx)
-                    .await
+                let written: Result<Vec<(i64, Uuid)>, _> =
+                    bind_rows(sqlx::query_as(AssertSqlSafe(text)), rows)
+                        .fetch_all(&mut **tx)
+                        .await;
+                match written {
+                    Ok(written) => {
+                        let entries = import_entries(rows, &written, &before);
+                        Append::append(&mut **tx, &ctx, entries, unix_millis())
+                            .await
+                            .map(|_| written)
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
-        result.map_err(|e| self.outages.classify(e))
+        result
+            .map(|written| written.into_iter().map(|(emp_id, _)| emp_id).collect())
+            .map_err(|e| self.outages.classify(e))
+    }
+
+    /// The rows of `rows`' `emp_id`s that exist now.
+    async fn existing(&mut self, rows: &[NewEmployee]) -> Result<HashMap<i64, Before>, Error> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.emp_id.get()).collect();
+        type Row = (i64, Uuid, String, String, String, Date);
+        let found: Result<Vec<Row>, sqlx::Error> = match &mut self.tx {
+            Tx::Postgres(tx) => {
+                sqlx::query_as(
+                    "SELECT emp_id, id, emp_name, city, country, emp_dob FROM employees \
+                     WHERE emp_id = ANY($1)",
+                )
+                .bind(&ids)
+                .fetch_all(&mut **tx)
+                .await
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query_as(
+                    "SELECT emp_id, id, emp_name, city, country, emp_dob FROM employees \
+                     WHERE emp_id IN (SELECT value FROM json_each(?))",
+                )
+                .bind(serde_json::to_string(&ids).unwrap_or_default())
+                .fetch_all(&mut **tx)
+                .await
+            }
+        };
+        let found = found.map_err(|e| self.outages.classify(e))?;
+        Ok(found
+            .into_iter()
+            .map(|(emp_id, id, name, city, country, dob)| (emp_id, (id, name, city, country, dob)))
+            .collect())
     }
 
     pub async fn commit(self) -> Result<(), Error> {
@@ -133,11 +212,49 @@ impl ImportTx {
     }
 }
 
+/// The audit entries of a batch: one per row written, with the fields it set (created) or
+/// changed (updated).
+fn import_entries(
+    rows: &[NewEmployee],
+    written: &[(i64, Uuid)],
+    before: &HashMap<i64, Before>,
+) -> Vec<NewEntry> {
+    let by_id: HashMap<i64, &NewEmployee> = rows.iter().map(|r| (r.emp_id.get(), r)).collect();
+    written
+        .iter()
+        .filter_map(|(emp_id, id)| {
+            let row = by_id.get(emp_id)?;
+            let now = [
+                ("emp_name", json!(row.emp_name.as_str())),
+                ("city", json!(row.city.as_str())),
+                ("country", json!(row.country.as_str())),
+                ("emp_dob", json!(row.emp_dob.get().to_string())),
+            ];
+            let was = before.get(emp_id).map(|(_, name, city, country, dob)| {
+                [
+                    json!(name),
+                    json!(city),
+                    json!(country),
+                    json!(dob.to_string()),
+                ]
+            });
+            let mut entry = NewEntry::new(Action::EmployeeImport, emp_id).record(*id);
+            for (i, (field, to)) in now.into_iter().enumerate() {
+                let from = was.as_ref().map_or(Value::Null, |w| w[i].clone());
+                if from != to {
+                    entry = entry.change(field, from, to);
+                }
+            }
+            (!entry.changes.is_empty()).then_some(entry)
+        })
+        .collect()
+}
+
 /// Binds the eight values of each row, in the order of the INSERT's column list.
 fn bind_rows<'q, DB>(
-    mut query: sqlx::query::QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments>,
+    mut query: sqlx::query::QueryAs<'q, DB, (i64, Uuid), <DB as sqlx::Database>::Arguments>,
     rows: &[NewEmployee],
-) -> sqlx::query::QueryScalar<'q, DB, i64, <DB as sqlx::Database>::Arguments>
+) -> sqlx::query::QueryAs<'q, DB, (i64, Uuid), <DB as sqlx::Database>::Arguments>
 where
     DB: sqlx::Database,
     i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,

@@ -7,6 +7,7 @@
 //!   the hot reads that bypass sqlx's pool ([`pool`]).
 
 pub mod api_keys;
+pub mod audit;
 pub mod employees;
 mod error;
 pub mod import;
@@ -82,6 +83,29 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Starts a write transaction on either backend's write pool. SQLite: `BEGIN IMMEDIATE`, so
+/// the write lock is taken at once, waiting (busy timeout) for another process's writer (the
+/// CLI beside the server, a second instance on the same file) instead of failing with
+/// SQLITE_BUSY when a read lock is later upgraded.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
 
 /// How `DB_MAX_CONNECTIONS` is shared between a backend's connection sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,14 @@
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Db, Error, list::Dialect, on_pool};
-use crate::domain::{scope::Scopes, user::User, username::Username};
+use super::{BeginWrite, Db, Error, audit::Append, list::Dialect, on_pool};
+use crate::domain::{
+    audit::{Action, ActorKind, AuditContext, NewEntry},
+    clock::unix_millis,
+    scope::Scopes,
+    user::User,
+    username::Username,
+};
 
 /// How long sessions live, in seconds.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +110,7 @@ impl Db {
         new: NewSession,
         now: i64,
         life: Lifetimes,
+        ctx: &AuditContext,
     ) -> Result<Session, Error> {
         let session = Session {
             id: Uuid::new_v4(),
@@ -118,7 +125,7 @@ impl Db {
         };
         let stored = session.clone();
         on_pool!(self, write, |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, scopes, client_ip, user_agent, created_at, \
                    last_used_at, expires_at, idle_expires_at) \
@@ -157,6 +164,14 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            let ctx = AuditContext {
+                actor: ActorKind::User,
+                actor_id: Some(stored.user_id),
+                session_id: Some(stored.id),
+                ..ctx.clone()
+            };
+            let entry = NewEntry::new(Action::UserLogin, stored.user_id);
+            Append::append(&mut *tx, &ctx, vec![entry], unix_millis()).await?;
             tx.commit().await
         }
         .await)?;
@@ -171,6 +186,7 @@ impl Db {
         successor: &[u8],
         now: i64,
         life: Lifetimes,
+        ctx: &AuditContext,
     ) -> Result<Refresh, Error> {
         // PostgreSQL: lock the token row, so a concurrent exchange waits and then sees it
         // rotated. SQLite: the one writer connection already serializes them.
@@ -186,7 +202,7 @@ impl Db {
         );
         on_pool!(self, write, |pool| {
             async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row: Option<TokenRow> = sqlx::query_as(AssertSqlSafe(select))
                 .bind(presented)
                 .fetch_optional(&mut *tx)
@@ -259,6 +275,29 @@ impl Db {
                     }
                 }
             };
+            let (action, session_id, user_id) = match &outcome {
+                Refresh::Rotated { session, .. } | Refresh::Replayed { session, .. } => {
+                    (Action::SessionRefresh, session.id, session.user_id)
+                }
+                Refresh::Reused {
+                    session_id,
+                    user_id,
+                } => (Action::SessionReuse, *session_id, *user_id),
+                Refresh::Invalid => unreachable!("returned before"),
+            };
+            let ctx = AuditContext {
+                actor: ActorKind::User,
+                actor_id: Some(user_id),
+                session_id: Some(session_id),
+                ..ctx.clone()
+            };
+            Append::append(
+                &mut *tx,
+                &ctx,
+                vec![NewEntry::new(action, session_id)],
+                unix_millis(),
+            )
+            .await?;
             tx.commit().await?;
             Ok::<Refresh, sqlx::Error>(outcome)
         }
@@ -284,25 +323,36 @@ impl Db {
 
     /// Revokes one session of `user_id` ([`Error::NotFound`] when it is not theirs or not
     /// live).
+    /// Recorded as `entry` when it revokes one.
     pub async fn revoke_session(
         &self,
         user_id: i64,
         session_id: Uuid,
         reason: &str,
         now: i64,
+        (ctx, entry): (&AuditContext, NewEntry),
     ) -> Result<(), Error> {
         let done = on_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-                 WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(session_id)
-            .bind(user_id)
-            .execute(pool)
+            async {
+                let mut tx = pool.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(session_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if done > 0 {
+                    Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                }
+                tx.commit().await?;
+                Ok::<u64, sqlx::Error>(done)
+            }
             .await
-            .map(|done| done.rows_affected())
         })?;
         match done {
             0 => Err(Error::NotFound),
@@ -310,45 +360,75 @@ impl Db {
         }
     }
 
-    /// Revokes every live session of `user_id` but `except`; returns how many.
+    /// Revokes every live session of `user_id` but `except`, recorded as `entry`; returns how
+    /// many.
     pub async fn revoke_user_sessions(
         &self,
         user_id: i64,
         except: Option<Uuid>,
         reason: &str,
         now: i64,
+        (ctx, entry): (&AuditContext, NewEntry),
     ) -> Result<u64, Error> {
         on_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-                 WHERE user_id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR id <> $4)",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(user_id)
-            .bind(except)
-            .execute(pool)
+            async {
+                let mut tx = pool.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE user_id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR id <> $4)",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(user_id)
+                .bind(except)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                Ok::<u64, sqlx::Error>(done)
+            }
             .await
-            .map(|done| done.rows_affected())
         })
     }
 
     /// Revokes the session of the refresh token whose hash is `hash` (RFC 7009), whether the
     /// token is current or already rotated; true when a live session was revoked.
-    pub async fn revoke_by_refresh_token(&self, hash: &[u8], now: i64) -> Result<bool, Error> {
-        let done = on_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoked_reason = 'revoked' \
-                 WHERE revoked_at IS NULL \
-                   AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $2)",
-            )
-            .bind(now)
-            .bind(hash)
-            .execute(pool)
+    pub async fn revoke_by_refresh_token(
+        &self,
+        hash: &[u8],
+        now: i64,
+        ctx: &AuditContext,
+    ) -> Result<bool, Error> {
+        let revoked = on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let revoked: Option<(Uuid, i64)> = sqlx::query_as(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'revoked' \
+                     WHERE revoked_at IS NULL \
+                       AND id = (SELECT session_id FROM refresh_tokens WHERE hash = $2) \
+                     RETURNING id, user_id",
+                )
+                .bind(now)
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((session_id, user_id)) = revoked {
+                    let ctx = AuditContext {
+                        actor_id: Some(user_id),
+                        actor: ActorKind::User,
+                        session_id: Some(session_id),
+                        ..ctx.clone()
+                    };
+                    let entry = NewEntry::new(Action::SessionRevoke, session_id);
+                    Append::append(&mut *tx, &ctx, vec![entry], unix_millis()).await?;
+                }
+                tx.commit().await?;
+                Ok::<bool, sqlx::Error>(revoked.is_some())
+            }
             .await
-            .map(|done| done.rows_affected())
         })?;
-        Ok(done > 0)
+        Ok(revoked)
     }
 
     /// Deletes what no request can use any more: sessions that ended (expired, or revoked
@@ -363,7 +443,7 @@ impl Db {
     ) -> Result<(u64, u64), Error> {
         on_pool!(self, write, |pool| {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 let tokens = sqlx::query(
                     "DELETE FROM refresh_tokens WHERE rotated_at IS NOT NULL AND (rotated_at < $1 \
                        OR hash IN (SELECT hash FROM (SELECT hash, row_number() OVER \

@@ -1,15 +1,24 @@
 //! User accounts, and the per-request check of who is asking ([`Db::viewer`]).
 
+use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, FromRow};
+use uuid::Uuid;
 
 use super::{
-    Backend, Db, Error,
+    Backend, BeginWrite, Db, Error,
+    audit::Append,
     list::Dialect,
     on_pool,
     statement::{Param, Statement, bind_all},
     viewer::{Credential, Viewer, ViewerColumns},
 };
-use crate::domain::{listing::Page, user::User, username::Username};
+use crate::domain::{
+    audit::{Action, AuditContext, NewEntry},
+    clock::{unix_millis, unix_now},
+    listing::Page,
+    user::User,
+    username::Username,
+};
 
 #[derive(FromRow)]
 struct UserRow {
@@ -68,16 +77,27 @@ impl Db {
         username: &Username,
         password_hash: &str,
         is_admin: bool,
+        ctx: &AuditContext,
     ) -> Result<User, Error> {
         let row: UserRow = on_pool!(self, write, |pool| {
-            sqlx::query_as(AssertSqlSafe(format!(
-                "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3) \
-                 RETURNING {USER_COLUMNS}"
-            )))
-            .bind(username.as_str())
-            .bind(password_hash)
-            .bind(is_admin)
-            .fetch_one(pool)
+            async {
+                let mut tx = pool.begin_write().await?;
+                let row: UserRow = sqlx::query_as(AssertSqlSafe(format!(
+                    "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3) \
+                     RETURNING {USER_COLUMNS}"
+                )))
+                .bind(username.as_str())
+                .bind(password_hash)
+                .bind(is_admin)
+                .fetch_one(&mut *tx)
+                .await?;
+                let entry = NewEntry::new(Action::UserCreate, row.id)
+                    .change("username", Value::Null, json!(username.as_str()))
+                    .change("is_admin", Value::Null, json!(is_admin));
+                Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                tx.commit().await?;
+                Ok::<UserRow, sqlx::Error>(row)
+            }
             .await
         })?;
         Ok(row.into())
@@ -202,20 +222,52 @@ impl Db {
         })
     }
 
-    /// Replaces the password hash of account `id` ([`Error::NotFound`] when there is none).
-    pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), Error> {
-        let done = on_pool!(self, write, |pool| {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                .bind(password_hash)
+    /// Replaces the password hash of account `id` and ends its sessions but `keep` (the one a
+    /// user changing their own password is using), in one transaction, recorded as `action`.
+    /// Returns how many sessions ended ([`Error::NotFound`] when there is no such account).
+    pub async fn set_password_hash(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep: Option<Uuid>,
+        action: Action,
+        ctx: &AuditContext,
+    ) -> Result<u64, Error> {
+        let ended = on_pool!(self, write, |pool| {
+            async {
+                let mut tx = pool.begin_write().await?;
+                let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if done == 0 {
+                    return Ok(None);
+                }
+                let ended = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = 'password changed' \
+                     WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)",
+                )
+                .bind(unix_now())
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                Append::append(
+                    &mut *tx,
+                    ctx,
+                    vec![NewEntry::new(action, id)],
+                    unix_millis(),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok::<Option<u64>, sqlx::Error>(Some(ended))
+            }
+            .await
         })?;
-        match done {
-            1 => Ok(()),
-            _ => Err(Error::NotFound),
-        }
+        ended.ok_or(Error::NotFound)
     }
 
     /// Changes the flags of account `id`. [`Error::NotFound`] when there is none;
@@ -223,11 +275,17 @@ impl Db {
     /// a lock, so concurrent changes cannot together remove the last two). Disabling an account
     /// also revokes its sessions, in the same transaction: enabling it again does not bring
     /// them back.
-    pub async fn change_user(&self, id: i64, change: UserChange, now: i64) -> Result<User, Error> {
+    pub async fn change_user(
+        &self,
+        id: i64,
+        change: UserChange,
+        now: i64,
+        ctx: &AuditContext,
+    ) -> Result<User, Error> {
         let lock = self.admin_change_lock();
         on_pool!(self, write, |pool| {
             async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             if let Some(lock) = &lock {
                 sqlx::query(AssertSqlSafe(lock.clone())).execute(&mut *tx).await?;
             }
@@ -271,6 +329,16 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+            let mut entry = NewEntry::new(Action::UserUpdate, id);
+            if current.is_admin != is_admin {
+                entry = entry.change("is_admin", json!(current.is_admin), json!(is_admin));
+            }
+            if current.is_active != is_active {
+                entry = entry.change("is_active", json!(current.is_active), json!(is_active));
+            }
+            if !entry.changes.is_empty() {
+                Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+            }
             tx.commit().await?;
             Ok::<Result<User, Error>, sqlx::Error>(Ok(row.into()))
         }
@@ -280,11 +348,11 @@ impl Db {
 
     /// Deletes account `id`, its sessions and API keys. [`Error::NotFound`] when there is none;
     /// [`Error::Conflict`] when it is the last active administrator.
-    pub async fn delete_user(&self, id: i64) -> Result<(), Error> {
+    pub async fn delete_user(&self, id: i64, ctx: &AuditContext) -> Result<(), Error> {
         let lock = self.admin_change_lock();
         on_pool!(self, write, |pool| {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 if let Some(lock) = &lock {
                     sqlx::query(AssertSqlSafe(lock.clone()))
                         .execute(&mut *tx)
@@ -302,10 +370,17 @@ impl Db {
                     Some(true) => return Ok(Err(Error::Conflict)),
                     Some(false) => {}
                 }
-                sqlx::query("DELETE FROM users WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                let name: Option<String> =
+                    sqlx::query_scalar("DELETE FROM users WHERE id = $1 RETURNING username")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let entry = NewEntry::new(Action::UserDelete, id).change(
+                    "username",
+                    json!(name),
+                    Value::Null,
+                );
+                Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
                 tx.commit().await?;
                 Ok::<Result<(), Error>, sqlx::Error>(Ok(()))
             }

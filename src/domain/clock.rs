@@ -2,9 +2,25 @@
 
 use time::OffsetDateTime;
 
+/// Now, in Unix milliseconds (audit entries).
+pub fn unix_millis() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix milliseconds as an RFC 3339 timestamp with milliseconds (`2026-12-02T05:16:48.123Z`).
+pub fn rfc3339_millis(millis: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Unix seconds as an RFC 3339 timestamp (`2026-12-02T05:16:48Z`), for API answers.

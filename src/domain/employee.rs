@@ -307,6 +307,11 @@ pub struct Employee {
     pub emp_dob: Date,
     /// Server-assigned identifier.
     pub id: Uuid,
+    /// The audit entry of the last write (0: written before the audit trail existed). Sent as
+    /// the strong `ETag`, not in the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: i64,
 }
 
 impl Employee {
@@ -319,7 +324,13 @@ impl Employee {
             country: e.country.0,
             emp_dob: e.emp_dob.get(),
             id,
+            version: 0,
         }
+    }
+
+    /// The strong entity tag of this version (RFC 9110 §8.8.3).
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
     }
 }
 

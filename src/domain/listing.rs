@@ -415,7 +415,7 @@ pub struct ListParams {
     pub order: Option<String>,
     /// Opaque keyset cursor from a previous page's `Link: rel="next"`; carries the sort and
     /// filters, so send it only with `limit`.
-    #[param(value_type = String, max_length = 4096, required = false)]
+    #[param(value_type = String, max_length = 4096, pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$", required = false)]
     pub cursor: Option<String>,
 }
 

@@ -21,11 +21,13 @@ use crate::{
     auth::token::VerifiedToken,
     db::viewer::{ApiKeyUse, Credential, Viewer},
     domain::{
+        audit::{ActorKind, AuditContext},
         clock::unix_now,
         scope::{Scope, Scopes},
         user::User,
     },
     error::ApiError,
+    extract::client::Origin,
 };
 
 /// What the request's credentials turned out to be, before any database check.
@@ -88,6 +90,21 @@ impl Principal {
                 "scope missing"
             );
             Err(ApiError::InsufficientScope(scope))
+        }
+    }
+
+    /// Who this is, as the audit trail records it.
+    pub fn audit(&self, origin: &Origin) -> AuditContext {
+        let (actor, actor_id) = match &self.api_key {
+            Some(key) => (ActorKind::ApiKey, key.id),
+            None => (ActorKind::User, self.user.id),
+        };
+        AuditContext {
+            actor,
+            actor_id: Some(actor_id),
+            session_id: self.session_id,
+            client_ip: Some(origin.client_ip.to_string()),
+            request_id: origin.request_id.clone(),
         }
     }
 

@@ -5,5 +5,6 @@
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod conditional;
 pub mod path;
 pub mod query;

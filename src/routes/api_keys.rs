@@ -25,7 +25,7 @@ use crate::{
         validation::Invalid,
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
-    extract::{auth::UserAdmin, body::JsonObject},
+    extract::{auth::UserAdmin, body::JsonObject, client::Origin},
     openapi::{Forbidden, NotJson, Unauthorized},
 };
 
@@ -150,6 +150,7 @@ fn json_future_time(value: &Value) -> Result<i64, Invalid> {
 async fn create_api_key(
     State(state): State<AppState>,
     UserAdmin(admin): UserAdmin,
+    origin: Origin,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
     admin.require_session()?;
@@ -174,6 +175,7 @@ async fn create_api_key(
                 expires_at,
             },
             unix_now(),
+            &admin.audit(&origin),
         )
         .await?;
     tracing::warn!(event = "authz_api_key_created", by = admin.user.id, key_id = created.id, scopes = %scopes, "API key created");
@@ -218,6 +220,7 @@ async fn list_api_keys(
 async fn revoke_api_key(
     State(state): State<AppState>,
     UserAdmin(admin): UserAdmin,
+    origin: Origin,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin.require_session()?;
@@ -235,7 +238,7 @@ async fn revoke_api_key(
         })?;
     state
         .db
-        .revoke_api_key(id, unix_now())
+        .revoke_api_key(id, unix_now(), &admin.audit(&origin))
         .await
         .on_not_found("API key not found")?;
     tracing::warn!(

@@ -2,6 +2,7 @@
 //! or `auth`, and build the response; they never write SQL.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod employees;
 pub mod health;
@@ -20,4 +21,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(employees::router())
         .merge(api_keys::router())
+        .merge(audit::router())
 }

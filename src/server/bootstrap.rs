@@ -8,7 +8,7 @@ use crate::{
     app::AppState,
     config::{Config, DatabaseUrl, Secret},
     db,
-    domain::{password::Password, username::Username},
+    domain::{audit::AuditContext, password::Password, username::Username},
     files,
 };
 
@@ -114,7 +114,10 @@ pub async fn ensure_admin(state: &AppState) -> Result<(), StartupError> {
         .hash(&password)
         .await
         .map_err(|e| fail("hashing the admin password", e))?;
-    match db.insert_user(username, &hash, true).await {
+    match db
+        .insert_user(username, &hash, true, &AuditContext::system())
+        .await
+    {
         Ok(_) => {}
         Err(db::Error::Conflict) => {
             // Another instance may have just created it; a plain user of that name is refused.

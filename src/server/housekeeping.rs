@@ -1,26 +1,79 @@
 //! Work the server does on a timer, so its tables stay bounded without an operator: the purge
-//! of ended sessions and old rotated refresh tokens.
+//! of ended sessions and old rotated refresh tokens, the erasure of deleted employees past
+//! `DELETED_RETENTION_DAYS`; and the audit chain's head, logged at start and every hour so it
+//! can be witnessed outside the database.
 
 use std::time::Duration;
 
-use crate::{app::AppState, domain::clock::unix_now};
+use crate::{
+    app::AppState,
+    domain::{audit::AuditContext, clock::unix_now},
+};
 
 /// How often the purge runs.
 const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 /// Revoked sessions stay listed (for the audit of "who was logged in") this long.
 const KEEP_REVOKED_SECS: i64 = 24 * 3600;
 
+/// How often the audit head is logged.
+const HEAD_EVERY: Duration = Duration::from_secs(3600);
+
 /// Starts the timer tasks; they end with the runtime.
 pub fn spawn(state: &AppState) {
-    let state = state.clone();
+    let purging = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            purge(&state).await;
+            purge(&purging).await;
+            erase_expired(&purging).await;
         }
     });
+    let witnessed = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HEAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            log_audit_head(&witnessed).await;
+        }
+    });
+}
+
+/// Logs the audit chain's head (its last sequence number and hash). Copied somewhere the
+/// database's administrators cannot write (a log service, a ticket, an email), it lets anyone
+/// later prove the chain up to it was not rewritten: `employee-api audit verify` must reach
+/// the same hash at that number.
+pub async fn log_audit_head(state: &AppState) {
+    match state.db.audit_head().await {
+        Ok((seq, hash)) => tracing::info!(
+            event = "sys_audit_head",
+            seq,
+            hash = %hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "audit trail head"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not read the audit trail's head"),
+    }
+}
+
+/// Erases the deleted employees kept longer than `DELETED_RETENTION_DAYS`.
+pub async fn erase_expired(state: &AppState) {
+    let retention = i64::try_from(state.config.deleted_retention.as_secs()).unwrap_or(i64::MAX);
+    let before = unix_now().saturating_sub(retention);
+    match state
+        .db
+        .purge_deleted(before, &AuditContext::system())
+        .await
+    {
+        Ok(0) => {}
+        Ok(erased) => tracing::info!(
+            event = "sys_retention_erase",
+            erased,
+            "deleted employees past their retention erased"
+        ),
+        Err(e) => tracing::warn!(error = %e, "the retention erasure failed; it runs again later"),
+    }
 }
 
 /// One purge round. Rotated refresh tokens are kept as long as a session can stay idle (at most

@@ -299,7 +299,12 @@ db_test!(
                 };
                 app.state
                     .db
-                    .change_user(id, promote, now() as i64)
+                    .change_user(
+                        id,
+                        promote,
+                        now() as i64,
+                        &employee_api::domain::audit::AuditContext::cli(),
+                    )
                     .await
                     .unwrap();
             }

@@ -153,7 +153,13 @@ db_test!(
             .unwrap();
         let mut held: Vec<ImportTx> = Vec::new();
         for _ in 0..writers {
-            held.push(app.state.db.begin_import().await.unwrap());
+            held.push(
+                app.state
+                    .db
+                    .begin_import(employee_api::domain::audit::AuditContext::cli())
+                    .await
+                    .unwrap(),
+            );
         }
 
         let started = Instant::now();

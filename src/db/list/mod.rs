@@ -32,6 +32,8 @@ pub struct ListPage {
     pub next_after: Option<Employee>,
     /// Rows matching the filters, when asked for.
     pub total: Option<i64>,
+    /// The data version of all employees when the page was read (its weak ETag).
+    pub data_version: i64,
 }
 
 /// Whether a filter's page is cheaper through its places than by walking the sort order.
@@ -64,6 +66,25 @@ impl Db {
                 sqlite::page(pages, viewer, query, with_total, now).await
             }
         }
+    }
+
+    /// The data version of all employees (the list's weak ETag), read with the check that the
+    /// `viewer`'s credential is live at `now`; `None` when it is not. Answers a conditional
+    /// list request without building its page.
+    pub async fn list_version(&self, viewer: &Credential, now: i64) -> Result<Option<i64>, Error> {
+        let mut sql = Statement::default();
+        let live = viewer.live_sql(now, &mut sql);
+        sql.text =
+            format!("SELECT (SELECT 1 FROM ({live}) v), (SELECT employees_seq FROM audit_head)");
+        let (viewer, version): (Option<i32>, i64) = on_pool!(self, read, |pool| {
+            bind_all(
+                sqlx::query_as(AssertSqlSafe(sql.text.clone())),
+                sql.params.clone(),
+            )
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(viewer.map(|_| version))
     }
 
     /// At most `query.limit + 1` employees of the list, so the caller can tell whether

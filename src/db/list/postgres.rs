@@ -30,6 +30,7 @@ const DIALECT: sql::Dialect = sql::Dialect::Postgres;
 struct PageRow {
     viewer: Option<i32>,
     total: Option<i64>,
+    data_version: i64,
     j: String,
 }
 
@@ -43,7 +44,7 @@ pub(super) async fn page(
 ) -> Result<Option<ListPage>, Error> {
     let mut lease = readers.get().await?;
     let read = read(lease.conn(), viewer, query, with_total, now).await;
-    let (rows, viewer_exists, total) = lease.finish(read)?;
+    let (rows, viewer_exists, total, data_version) = lease.finish(read)?;
     if !viewer_exists {
         return Ok(None);
     }
@@ -68,17 +69,19 @@ pub(super) async fn page(
         body,
         next_after,
         total,
+        data_version,
     }))
 }
 
-/// The statements of one page, on one connection: (rows, viewer exists, total).
+/// The statements of one page, on one connection: (rows, viewer exists, total, data version).
+/// The data version is read in the statement that reads the rows (one snapshot).
 async fn read(
     conn: &mut PgConnection,
     viewer: &Credential,
     query: &EmployeeQuery,
     with_total: bool,
     now: i64,
-) -> Result<(Vec<PageRow>, bool, Option<i64>), sqlx::Error> {
+) -> Result<(Vec<PageRow>, bool, Option<i64>, i64), sqlx::Error> {
     // With filters, the count comes first: it chooses how the page finds its rows (as on
     // SQLite), at the cost of a second round trip.
     let mut known_total = None;
@@ -108,6 +111,7 @@ async fn read(
     let order = sql::order_by(query, "");
     sql.text = format!(
         "SELECT (SELECT 1 FROM ({live}) v) AS viewer, {total} AS total, \
+         (SELECT employees_seq FROM audit_head) AS data_version, \
          {JSON_OBJECT} AS j FROM ({rows}) page ORDER BY {order}"
     );
     // Through the places, the plan is the same whatever the values (a nested loop over the
@@ -117,8 +121,8 @@ async fn read(
         .persistent(persistent)
         .fetch_all(&mut *conn)
         .await?;
-    let (viewer_row, total) = match rows.first() {
-        Some(row) => (row.viewer, row.total),
+    let (viewer_row, total, data_version) = match rows.first() {
+        Some(row) => (row.viewer, row.total, row.data_version),
         // No rows, so no row to carry the viewer check and the count: ask for them alone.
         None => {
             let mut sql = Statement::default();
@@ -126,7 +130,8 @@ async fn read(
             let total = total_sql(&mut sql);
             bind_all(
                 sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT (SELECT 1 FROM ({live}) v), {total}"
+                    "SELECT (SELECT 1 FROM ({live}) v), {total}, \
+                       (SELECT employees_seq FROM audit_head)"
                 ))),
                 sql.params,
             )
@@ -134,5 +139,5 @@ async fn read(
             .await?
         }
     };
-    Ok((rows, viewer_row.is_some(), total))
+    Ok((rows, viewer_row.is_some(), total, data_version))
 }

@@ -85,6 +85,10 @@ fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Optio
     if !viewer_exists {
         return Ok(None);
     }
+    // In the page's read transaction: the version is that of the rows read.
+    let data_version: i64 = tx
+        .prepare_cached("SELECT employees_seq FROM audit_head")?
+        .query_row([], |row| row.get(0))?;
     let total = match &query.count {
         Some(count) => Some(scalar(&tx, count)?),
         None => None,
@@ -145,6 +149,7 @@ fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Optio
         body,
         next_after,
         total,
+        data_version,
     }))
 }
 
@@ -208,6 +213,7 @@ impl EmployeeRef<'_> {
             country: self.country.to_owned(),
             emp_dob,
             id: self.id,
+            version: 0,
         })
     }
 }

@@ -13,7 +13,10 @@ use crate::{
         validation::{FieldError, Invalid},
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
-    extract::{body::JsonObject, client::ClientIp},
+    extract::{
+        body::JsonObject,
+        client::{ClientIp, Origin},
+    },
     openapi::{NotJson, PayloadTooLarge, TooManyRequests},
 };
 
@@ -46,6 +49,7 @@ pub struct UserCreate {
 pub(super) async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    origin: Origin,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let decision = state
@@ -62,7 +66,7 @@ pub(super) async fn register(
     let hash = state.hasher.hash(&password).await?;
     let user = state
         .db
-        .insert_user(&username, &hash, false)
+        .insert_user(&username, &hash, false, &origin.anonymous())
         .await
         .on_conflict("Username already exists")?;
     tracing::info!(event = "user_created", user_id = user.id, username = %user.username, client_ip = %ip, "account registered");

@@ -7,9 +7,17 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     app::AppState,
     auth::secrets::SecretKeys,
-    domain::clock::unix_now,
+    domain::{
+        audit::{Action, ActorKind, AuditContext, NewEntry},
+        clock::unix_now,
+    },
     error::{ApiError, ValidationErrorBody},
-    extract::{auth::SessionUser, body::ApiForm, client::ClientIp, query::ApiQuery},
+    extract::{
+        auth::SessionUser,
+        body::ApiForm,
+        client::{ClientIp, Origin},
+        query::ApiQuery,
+    },
     openapi::{SessionRequired, Unauthorized},
 };
 
@@ -38,25 +46,28 @@ pub(super) struct LogoutParams {
 pub(super) async fn logout(
     State(state): State<AppState>,
     SessionUser(principal): SessionUser,
+    origin: Origin,
     ApiQuery(params): ApiQuery<LogoutParams>,
 ) -> Result<StatusCode, ApiError> {
     let current = principal.require_session()?;
     let user_id = principal.user.id;
     let now = unix_now();
     let db = &state.db;
+    let ctx = principal.audit(&origin);
+    let entry = || NewEntry::new(Action::UserLogout, user_id);
     let ended = match params.scope.as_deref() {
         None => {
-            db.revoke_session(user_id, current, "logout", now)
+            db.revoke_session(user_id, current, "logout", now, (&ctx, entry()))
                 .await
                 .map_err(ApiError::from)?;
             1
         }
         Some("others") => {
-            db.revoke_user_sessions(user_id, Some(current), "logout", now)
+            db.revoke_user_sessions(user_id, Some(current), "logout", now, (&ctx, entry()))
                 .await?
         }
         Some("global") => {
-            db.revoke_user_sessions(user_id, None, "logout", now)
+            db.revoke_user_sessions(user_id, None, "logout", now, (&ctx, entry()))
                 .await?
         }
         Some(_) => {
@@ -96,6 +107,7 @@ pub(super) struct RevokeForm {
 pub(super) async fn revoke(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    origin: Origin,
     ApiForm(form): ApiForm<RevokeForm>,
 ) -> Result<StatusCode, ApiError> {
     let Some(token) = form.token.filter(|t| !t.is_empty()) else {
@@ -108,15 +120,32 @@ pub(super) async fn revoke(
     };
     let now = unix_now();
     let revoked = if let Some(access) = state.tokens.verify(&token) {
-        state
+        let ctx = AuditContext {
+            actor: ActorKind::User,
+            actor_id: Some(access.user_id),
+            session_id: Some(access.session_id),
+            ..origin.anonymous()
+        };
+        let entry = NewEntry::new(Action::SessionRevoke, access.session_id);
+        match state
             .db
-            .revoke_session(access.user_id, access.session_id, "revoked", now)
+            .revoke_session(
+                access.user_id,
+                access.session_id,
+                "revoked",
+                now,
+                (&ctx, entry),
+            )
             .await
-            .is_ok()
+        {
+            Ok(()) => true,
+            Err(crate::db::Error::NotFound) => false,
+            Err(other) => return Err(other.into()),
+        }
     } else if token.len() <= 128 {
         state
             .db
-            .revoke_by_refresh_token(&SecretKeys::refresh_hash(&token), now)
+            .revoke_by_refresh_token(&SecretKeys::refresh_hash(&token), now, &origin.anonymous())
             .await?
     } else {
         false

@@ -15,6 +15,7 @@ use crate::{
     auth::secrets::SecretKeys,
     db::sessions::{NewSession, Refresh, Session},
     domain::{
+        audit::{Action, AuditContext, NewEntry},
         clock::unix_now,
         password::Password,
         scope::Scopes,
@@ -23,7 +24,7 @@ use crate::{
         validation::{FieldError, Invalid},
     },
     error::{ApiError, ErrorDetail, OAuthError, ValidationErrorBody},
-    extract::{body::ApiForm, client::ClientIp},
+    extract::{body::ApiForm, client::Origin},
     openapi::{PayloadTooLarge, TooManyRequests},
 };
 
@@ -103,13 +104,13 @@ pub struct Token {
     ))]
 pub(super) async fn token(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    origin: Origin,
     headers: HeaderMap,
     ApiForm(form): ApiForm<TokenForm>,
 ) -> Result<Response, ApiError> {
     let issued = match form.grant_type.as_deref() {
-        None | Some("password") => password_grant(&state, ip, &headers, form).await?,
-        Some("refresh_token") => refresh_grant(&state, ip, form).await?,
+        None | Some("password") => password_grant(&state, &origin, &headers, form).await?,
+        Some("refresh_token") => refresh_grant(&state, &origin, form).await?,
         Some(_) => {
             return Err(ApiError::field(
                 "body",
@@ -144,10 +145,11 @@ fn requested_scopes(raw: Option<&str>) -> Result<Option<Scopes>, ApiError> {
 
 async fn password_grant(
     state: &AppState,
-    ip: std::net::IpAddr,
+    origin: &Origin,
     headers: &HeaderMap,
     form: TokenForm,
 ) -> Result<Token, ApiError> {
+    let ip = origin.client_ip;
     let mut errors = Vec::new();
     for (name, value) in [("username", &form.username), ("password", &form.password)] {
         if value.is_none() {
@@ -183,7 +185,7 @@ async fn password_grant(
         return Err(ApiError::Validation(errors));
     };
 
-    let user = check_password(state, ip, raw_username, &password).await?;
+    let user = check_password(state, ip, &origin.anonymous(), raw_username, &password).await?;
     let allowed = Scopes::allowed_for(user.is_admin);
     let scopes = requested.map_or(allowed, |asked| asked.intersect(allowed));
     let refresh_token = SecretKeys::new_refresh_token();
@@ -199,6 +201,7 @@ async fn password_grant(
             },
             unix_now(),
             state.session_lifetimes(),
+            &origin.anonymous(),
         )
         .await?;
     tracing::info!(event = "authn_login_success", user_id = user.id, username = %user.username, session_id = %session.id, client_ip = %ip, "login");
@@ -207,10 +210,13 @@ async fn password_grant(
 
 /// The user whose password this is, throttled: every submitted name is throttled the same
 /// way, whether or not it exists, and an unknown name or a disabled account is checked against
-/// a hash all the same (same work, same answer, same time).
+/// a hash all the same (same work, same answer, same time). A failure is recorded in the audit
+/// trail as `user.login_failed` under `ctx` (the name tried is not: it may be a password typed
+/// in the wrong field).
 pub(crate) async fn check_password(
     state: &AppState,
     ip: std::net::IpAddr,
+    ctx: &AuditContext,
     raw_username: &str,
     password: &Password,
 ) -> Result<User, ApiError> {
@@ -234,8 +240,14 @@ pub(crate) async fn check_password(
         None => (None, None),
     };
     let matched = state.hasher.verify(password, hash.as_deref()).await?;
+    let target = user.as_ref().map(|u| u.id);
     let Some(user) = user.filter(|u| matched && u.is_active) else {
         state.limiters.logins.failed(attempt);
+        let entry = match target {
+            Some(id) => NewEntry::new(Action::UserLoginFailed, id),
+            None => NewEntry::untargeted(Action::UserLoginFailed),
+        };
+        state.db.record(ctx, vec![entry]).await?;
         tracing::warn!(event = "authn_login_fail", username = %account.escape_debug(), client_ip = %ip, "login failed");
         metrics::counter!("auth_login_failures_total").increment(1);
         return Err(ApiError::BadCredentials);
@@ -246,9 +258,10 @@ pub(crate) async fn check_password(
 
 async fn refresh_grant(
     state: &AppState,
-    ip: std::net::IpAddr,
+    origin: &Origin,
     form: TokenForm,
 ) -> Result<Token, ApiError> {
+    let ip = origin.client_ip;
     let Some(presented) = form.refresh_token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::field(
             "body",
@@ -270,6 +283,7 @@ async fn refresh_grant(
             &SecretKeys::refresh_hash(&successor),
             unix_now(),
             state.session_lifetimes(),
+            &origin.anonymous(),
         )
         .await?;
     let (session, user, event) = match outcome {

@@ -1,22 +1,63 @@
 //! One employee record: create, read, change, delete.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use utoipa::ToSchema;
 
 use crate::{
     app::AppState,
+    db::employees::Write,
     domain::{
         clock::unix_now,
         employee::{Employee, EmployeeChanges, NewEmployee},
+        version::Precondition,
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
     extract::{
         auth::{ReadAccess, Writer},
         body::JsonObject,
+        client::Origin,
+        conditional::{IfMatch, IfNoneMatch},
         path::EmpIdPath,
     },
-    openapi::{Forbidden, NotJson, PayloadTooLarge, Unauthorized},
+    openapi::{
+        Forbidden, NotJson, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized,
+    },
 };
+
+/// The employee as a response: its JSON with its strong `ETag`.
+fn with_etag(status: StatusCode, employee: Employee) -> Response {
+    let etag = HeaderValue::from_str(&employee.etag()).ok();
+    let mut res = (status, Json(employee)).into_response();
+    if let Some(etag) = etag {
+        res.headers_mut().insert(header::ETAG, etag);
+    }
+    res
+}
+
+/// The `If-Match` precondition of a write: 428 when `REQUIRE_IF_MATCH` is on and it is absent.
+fn precondition(state: &AppState, if_match: IfMatch) -> Result<Precondition, ApiError> {
+    match if_match.0 {
+        Some(list) => Ok(list.precondition()),
+        None if state.config.require_if_match => Err(ApiError::PreconditionRequired),
+        None => Ok(Precondition::None),
+    }
+}
+
+/// A conditional write's outcome as the answer (`T` on success).
+fn written<T>(outcome: Write<T>) -> Result<T, ApiError> {
+    match outcome {
+        Write::Done(value) => Ok(value),
+        Write::NotFound => Err(ApiError::NotFound("Employee not found")),
+        Write::PreconditionFailed(current) => Err(ApiError::PreconditionFailed {
+            etag: current.etag(),
+        }),
+    }
+}
 
 /// Body of `POST /employees/` (documentation; parsing is in `NewEmployee::from_json`).
 #[derive(ToSchema)]
@@ -59,7 +100,9 @@ pub struct EmployeeUpdate {
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     request_body = EmployeeCreate,
     responses(
-        (status = 201, description = "Created", body = Employee),
+        (status = 201, description = "Created", body = Employee, headers(
+            ("ETag" = String, description = "The strong entity tag of this version"),
+            ("Location" = String, description = "The employee's URL"))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 409, description = "emp_id already exists", body = ErrorDetail,
@@ -72,12 +115,13 @@ pub struct EmployeeUpdate {
 pub(super) async fn create_employee(
     State(state): State<AppState>,
     Writer(admin): Writer,
+    origin: Origin,
     JsonObject(body): JsonObject,
-) -> Result<(StatusCode, Json<Employee>), ApiError> {
+) -> Result<Response, ApiError> {
     let new = NewEmployee::from_json(vec!["body".into()], body).map_err(ApiError::Validation)?;
     let employee = state
         .db
-        .insert_employee(new)
+        .insert_employee(new, &admin.audit(&origin))
         .await
         .on_conflict("Employee with this emp_id already exists")?;
     tracing::info!(
@@ -86,15 +130,24 @@ pub(super) async fn create_employee(
         by = admin.user.id,
         "employee created"
     );
-    Ok((StatusCode::CREATED, Json(employee)))
+    let location = HeaderValue::from_str(&format!("/employees/{}", employee.emp_id)).ok();
+    let mut res = with_etag(StatusCode::CREATED, employee);
+    if let Some(location) = location {
+        res.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(res)
 }
 
 /// One employee by `emp_id`.
 #[utoipa::path(get, path = "/employees/{emp_id}", tag = "Employees",
     security(("OAuth2PasswordBearer" = ["employees:read"]), ("ApiKey" = [])),
-    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    params(
+        ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 while it is still current"),
+    ),
     responses(
-        (status = 200, body = Employee),
+        (status = 200, body = Employee, headers(("ETag" = String, description = "The strong entity tag of this version"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current", headers(("ETag" = String))),
         (status = 401, response = Unauthorized),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
         (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["path", "emp_id"], "msg": "Input should be a valid integer, unable to parse string as an integer", "type": "int_parsing"}]})),
@@ -103,7 +156,8 @@ pub(super) async fn get_employee(
     State(state): State<AppState>,
     ReadAccess(credential): ReadAccess,
     EmpIdPath(emp_id): EmpIdPath,
-) -> Result<Json<Employee>, ApiError> {
+    IfNoneMatch(if_none_match): IfNoneMatch,
+) -> Result<Response, ApiError> {
     // The per-request credential check and the read share one query on this, the hottest
     // route.
     let (_viewer, employee) = state
@@ -111,68 +165,89 @@ pub(super) async fn get_employee(
         .employee_seen_by(&credential, emp_id, unix_now())
         .await?
         .ok_or(ApiError::InvalidToken)?;
-    employee
-        .map(Json)
-        .ok_or(ApiError::NotFound("Employee not found"))
+    let employee = employee.ok_or(ApiError::NotFound("Employee not found"))?;
+    if if_none_match.is_some_and(|tags| tags.matches_weakly(&employee.version.to_string())) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&employee.etag()) {
+            res.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(res);
+    }
+    Ok(with_etag(StatusCode::OK, employee))
 }
 
 /// Change some fields of an employee (administrators only).
 #[utoipa::path(patch, path = "/employees/{emp_id}", tag = "Employees",
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
-    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    params(
+        ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
+        ("If-Match" = Option<String>, Header, description = "The ETag the change is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
+    ),
     request_body = EmployeeUpdate,
     responses(
-        (status = 200, body = Employee),
+        (status = 200, body = Employee, headers(("ETag" = String, description = "The strong entity tag of the new version"))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
+        (status = 412, response = PreconditionFailed),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = NotJson),
         (status = 422, description = "Invalid input", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["body", "emp_id"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]})),
+        (status = 428, response = PreconditionRequired),
     ))]
 pub(super) async fn update_employee(
     State(state): State<AppState>,
     Writer(admin): Writer,
+    origin: Origin,
     EmpIdPath(emp_id): EmpIdPath,
+    if_match: IfMatch,
     JsonObject(body): JsonObject,
-) -> Result<Json<Employee>, ApiError> {
+) -> Result<Response, ApiError> {
     let changes = EmployeeChanges::from_json(body).map_err(ApiError::Validation)?;
-    let updated = if changes.is_empty() {
-        state.db.employee(emp_id).await?
-    } else {
-        state.db.update_employee(emp_id, &changes).await?
-    };
-    let employee = updated.ok_or(ApiError::NotFound("Employee not found"))?;
+    let precondition = precondition(&state, if_match)?;
+    let outcome = state
+        .db
+        .update_employee(emp_id, &changes, &precondition, &admin.audit(&origin))
+        .await?;
+    let employee = written(outcome)?;
     tracing::info!(
         event = "employee_updated",
         emp_id = employee.emp_id,
         by = admin.user.id,
         "employee updated"
     );
-    Ok(Json(employee))
+    Ok(with_etag(StatusCode::OK, employee))
 }
 
 /// Delete an employee (administrators only).
 #[utoipa::path(delete, path = "/employees/{emp_id}", tag = "Employees",
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
-    params(("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64)),
+    params(
+        ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
+        ("If-Match" = Option<String>, Header, description = "The ETag the deletion is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
+    ),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 204, description = "Deleted: gone from every read, kept in the archive (`/employees/deleted`) for DELETED_RETENTION_DAYS"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
+        (status = 412, response = PreconditionFailed),
         (status = 422, description = "emp_id is not an integer in range", body = ValidationErrorBody, example = json!({"detail": [{"loc": ["path", "emp_id"], "msg": "Input should be a valid integer, unable to parse string as an integer", "type": "int_parsing"}]})),
+        (status = 428, response = PreconditionRequired),
     ))]
 pub(super) async fn delete_employee(
     State(state): State<AppState>,
     Writer(admin): Writer,
+    origin: Origin,
     EmpIdPath(emp_id): EmpIdPath,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    state
+    let precondition = precondition(&state, if_match)?;
+    let outcome = state
         .db
-        .delete_employee(emp_id)
-        .await
-        .on_not_found("Employee not found")?;
+        .delete_employee(emp_id, &precondition, &admin.audit(&origin))
+        .await?;
+    written(outcome)?;
     tracing::info!(
         event = "employee_deleted",
         emp_id = emp_id.get(),

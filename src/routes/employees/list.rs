@@ -3,8 +3,8 @@
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, header},
-    response::Response,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 
 use crate::{
@@ -13,9 +13,10 @@ use crate::{
     domain::{
         clock::unix_now,
         listing::{Cursor, EmployeeQuery, ListParams},
+        version::list_tag_opaque,
     },
     error::{ApiError, ValidationErrorBody},
-    extract::{auth::ReadAccess, query::ApiQuery},
+    extract::{auth::ReadAccess, conditional::IfNoneMatch, query::ApiQuery},
     openapi::Unauthorized,
 };
 
@@ -28,12 +29,16 @@ use crate::{
     params(
         ListParams,
         ("Prefer" = Option<String>, Header, description = "`count=none` omits X-Total-Count"),
+        ("If-None-Match" = Option<String>, Header, description = "The weak ETag of an earlier page: 304 while no employee has changed since"),
     ),
     responses(
         (status = 200, body = Vec<Employee>, headers(
             ("X-Total-Count" = i64, description = "Rows matching the filters"),
-            ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"))),
+            ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"),
+            ("ETag" = String, description = "Weak entity tag: the data version of all employees"))),
+        (status = 304, description = "Not modified: no employee changed since the `If-None-Match` ETag", headers(("ETag" = String))),
         (status = 401, response = Unauthorized),
+        (status = 431, description = "Request head (line and headers) over 16 KiB, refused before routing: a cursor is far shorter, even percent-encoded"),
         (status = 422, description = "Invalid or unknown query parameter", body = ValidationErrorBody,
             example = json!({"detail": [{"loc": ["query", "limit"], "msg": "Input should be less than or equal to 1000", "type": "less_than_equal"}]})),
     ))]
@@ -41,10 +46,23 @@ pub(super) async fn list_employees(
     State(state): State<AppState>,
     ReadAccess(viewer): ReadAccess,
     headers: HeaderMap,
+    IfNoneMatch(if_none_match): IfNoneMatch,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let query = EmployeeQuery::parse(&params, state.config.max_offset, &state.cursor_key)
         .map_err(ApiError::Validation)?;
+    if let Some(tags) = if_none_match {
+        let version = state
+            .db
+            .list_version(&viewer, unix_now())
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        if tags.matches_weakly(&list_tag_opaque(version)) {
+            let mut res = StatusCode::NOT_MODIFIED.into_response();
+            res.headers_mut().insert(header::ETAG, list_etag(version));
+            return Ok(res);
+        }
+    }
     let with_total = !prefers_no_count(&headers);
     // One query checks that the viewer still exists, counts, and writes the page.
     let page = state
@@ -59,6 +77,7 @@ pub(super) async fn list_employees(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    h.insert(header::ETAG, list_etag(page.data_version));
     match page.total {
         Some(total) => h.insert("x-total-count", HeaderValue::from(total)),
         None => h.insert("preference-applied", HeaderValue::from_static("count=none")),
@@ -75,6 +94,12 @@ pub(super) async fn list_employees(
         }
     }
     Ok(res)
+}
+
+/// The weak ETag of a list at data version `version`.
+fn list_etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{}\"", list_tag_opaque(version)))
+        .unwrap_or(HeaderValue::from_static("W/\"e0\""))
 }
 
 /// True when the client sent `Prefer: count=none` (RFC 7240).

@@ -1,6 +1,7 @@
 //! Employee records: any user reads, administrators write. [`crud`] holds one record's
 //! operations, [`list`] the list, [`transfer`] bulk import and export.
 
+mod archive;
 mod crud;
 mod list;
 mod transfer;
@@ -19,4 +20,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(transfer::export_employees))
         .routes(routes!(transfer::import_employees))
+        .routes(routes!(archive::deleted_employees))
+        .routes(routes!(archive::restore_employee))
+        .routes(routes!(archive::erase_employee))
+        .routes(routes!(archive::employee_history))
 }

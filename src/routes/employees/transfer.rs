@@ -15,12 +15,13 @@ use utoipa::IntoParams;
 use crate::{
     app::AppState,
     domain::{
+        audit::{Action, NewEntry},
         employee::OnConflict,
         listing::{EmployeeQuery, ListParams, Order, SortKey},
         validation::{FieldError, LocPart, summarize},
     },
     error::{ApiError, ErrorDetail, ValidationErrorBody},
-    extract::{auth::Writer, body::ImportBody, query::ApiQuery},
+    extract::{auth::Writer, body::ImportBody, client::Origin, query::ApiQuery},
     openapi::{Forbidden, PayloadTooLarge, Unauthorized},
     transfer::{
         EXPORT_PAGE, ExportFormat, ImportFailure, ImportReport, Importer, check_csv_header,
@@ -80,6 +81,7 @@ pub(super) struct ImportParams {
 pub(super) async fn export_employees(
     State(state): State<AppState>,
     Writer(admin): Writer,
+    origin: Origin,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let format = params.format.as_deref().map(|raw| {
@@ -111,6 +113,14 @@ pub(super) async fn export_employees(
         }
     };
     query.limit = EXPORT_PAGE;
+    // Who read everyone's records, and when: recorded before the first byte leaves.
+    state
+        .db
+        .record(
+            &admin.audit(&origin),
+            vec![NewEntry::untargeted(Action::EmployeeExport)],
+        )
+        .await?;
     tracing::info!(
         event = "employees_exported",
         by = admin.user.id,
@@ -177,11 +187,12 @@ pub(super) async fn export_employees(
 pub(super) async fn import_employees(
     State(state): State<AppState>,
     Writer(admin): Writer,
+    origin: Origin,
     ApiQuery(params): ApiQuery<ImportParams>,
     body: ImportBody,
 ) -> Result<Json<ImportReport>, ApiError> {
     let (mode, dry_run) = parse_import_params(&params)?;
-    let mut importer = Importer::new(&state.db, mode, dry_run);
+    let mut importer = Importer::new(&state.db, mode, dry_run, admin.audit(&origin));
     match body {
         ImportBody::Json(body) => {
             let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {

@@ -17,6 +17,7 @@ use crate::{
         users::{UserChange, UserFilter},
     },
     domain::{
+        audit::Action,
         clock::unix_now,
         input::{ObjectReader, json_str},
         listing::{Page, PageParams},
@@ -24,7 +25,7 @@ use crate::{
         validation::{FieldError, Invalid},
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
-    extract::{auth::UserAdmin, body::JsonObject, query::ApiQuery},
+    extract::{auth::UserAdmin, body::JsonObject, client::Origin, query::ApiQuery},
     openapi::{Forbidden, NotJson, Unauthorized},
 };
 
@@ -194,6 +195,7 @@ fn json_bool(value: &serde_json::Value) -> Result<bool, Invalid> {
 pub(super) async fn update_user(
     State(state): State<AppState>,
     UserAdmin(admin): UserAdmin,
+    origin: Origin,
     Path(raw): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<User>, ApiError> {
@@ -206,7 +208,7 @@ pub(super) async fn update_user(
     reader.finish().map_err(ApiError::Validation)?;
     let user = state
         .db
-        .change_user(id, change, unix_now())
+        .change_user(id, change, unix_now(), &admin.audit(&origin))
         .await
         .map_err(|e| match e {
             db::Error::NotFound => ApiError::NotFound(NOT_FOUND),
@@ -244,6 +246,7 @@ pub(super) struct PasswordReset {
 pub(super) async fn reset_password(
     State(state): State<AppState>,
     UserAdmin(admin): UserAdmin,
+    origin: Origin,
     Path(raw): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
@@ -268,15 +271,17 @@ pub(super) async fn reset_password(
         return Err(ApiError::Validation(errors));
     };
     let hash = state.hasher.hash(&password).await?;
-    state
-        .db
-        .set_password_hash(id, &hash)
-        .await
-        .on_not_found(NOT_FOUND)?;
     let ended = state
         .db
-        .revoke_user_sessions(id, None, "password reset", unix_now())
-        .await?;
+        .set_password_hash(
+            id,
+            &hash,
+            None,
+            Action::UserPasswordReset,
+            &admin.audit(&origin),
+        )
+        .await
+        .on_not_found(NOT_FOUND)?;
     tracing::warn!(
         event = "authn_password_change",
         by = admin.user.id,
@@ -303,10 +308,12 @@ pub(super) async fn reset_password(
 pub(super) async fn delete_user(
     State(state): State<AppState>,
     UserAdmin(admin): UserAdmin,
+    origin: Origin,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = user_id(&raw)?;
-    state.db.delete_user(id).await.map_err(|e| match e {
+    let ctx = admin.audit(&origin);
+    state.db.delete_user(id, &ctx).await.map_err(|e| match e {
         db::Error::NotFound => ApiError::NotFound(NOT_FOUND),
         db::Error::Conflict => ApiError::Conflict(LAST_ADMIN),
         other => other.into(),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     domain::{
+        audit::{Action, NewEntry},
         clock::{rfc3339, unix_now},
         input::{ObjectReader, json_str},
         password::Password,
@@ -22,7 +23,7 @@ use crate::{
     extract::{
         auth::{AuthUser, SessionUser},
         body::JsonObject,
-        client::ClientIp,
+        client::Origin,
     },
     openapi::{NotJson, SessionRequired, TooManyRequests, Unauthorized},
     routes::auth::check_password,
@@ -106,14 +107,25 @@ pub(super) async fn sessions(
 pub(super) async fn end_session(
     State(state): State<AppState>,
     SessionUser(principal): SessionUser,
+    origin: Origin,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = Uuid::parse_str(&raw).map_err(|_| {
         ApiError::field("path", "id", "uuid_parsing", "Input should be a valid UUID")
     })?;
+    let audit = (
+        &principal.audit(&origin),
+        NewEntry::new(Action::SessionRevoke, id),
+    );
     state
         .db
-        .revoke_session(principal.user.id, id, "ended by its user", unix_now())
+        .revoke_session(
+            principal.user.id,
+            id,
+            "ended by its user",
+            unix_now(),
+            audit,
+        )
         .await
         .on_not_found("Session not found")?;
     tracing::info!(event = "authn_session_revoked", user_id = principal.user.id, session_id = %id, "session ended");
@@ -149,10 +161,11 @@ pub(super) struct PasswordChange {
 pub(super) async fn change_password(
     State(state): State<AppState>,
     SessionUser(principal): SessionUser,
-    ClientIp(ip): ClientIp,
+    origin: Origin,
     JsonObject(body): JsonObject,
 ) -> Result<StatusCode, ApiError> {
     let user = &principal.user;
+    let ctx = principal.audit(&origin);
     let mut reader = ObjectReader::new(vec!["body".into()], body);
     let current = reader.required("current_password", |v| {
         json_str(v).and_then(Password::for_login)
@@ -169,7 +182,15 @@ pub(super) async fn change_password(
     let (Some(current), Some(new), true) = (current, new, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    match check_password(&state, ip, user.username.as_str(), &current).await {
+    match check_password(
+        &state,
+        origin.client_ip,
+        &ctx,
+        user.username.as_str(),
+        &current,
+    )
+    .await
+    {
         Ok(_) => {}
         Err(ApiError::BadCredentials) => {
             return Err(ApiError::field(
@@ -182,14 +203,14 @@ pub(super) async fn change_password(
         Err(other) => return Err(other),
     }
     let hash = state.hasher.hash(&new).await?;
-    state.db.set_password_hash(user.id, &hash).await?;
     let ended = state
         .db
-        .revoke_user_sessions(
+        .set_password_hash(
             user.id,
+            &hash,
             principal.session_id,
-            "password changed",
-            unix_now(),
+            Action::UserPasswordChange,
+            &ctx,
         )
         .await?;
     tracing::info!(event = "authn_password_change", user_id = user.id, session_id = ?principal.session_id, other_sessions_ended = ended, "password changed");
