@@ -14,6 +14,7 @@ mod connections;
 mod employees;
 mod first_hour;
 mod health;
+mod history;
 mod hostile;
 mod instances;
 mod listing;
