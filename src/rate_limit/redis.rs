@@ -106,6 +106,9 @@ struct Inner {
     client: Client,
     prefix: String,
     conn: RwLock<Option<ConnectionManager>>,
+    /// Held while a connection is being made, so that concurrent callers wait for that one
+    /// attempt (at most [`TIMEOUT`]) instead of each judging by local state meanwhile.
+    connecting: tokio::sync::Mutex<()>,
     next_attempt: RwLock<Instant>,
     healthy: AtomicBool,
     bucket: Script,
@@ -122,6 +125,7 @@ impl RedisStore {
                 client,
                 prefix: prefix.to_owned(),
                 conn: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 next_attempt: RwLock::new(Instant::now()),
                 healthy: AtomicBool::new(true),
                 bucket: Script::new(BUCKET_SCRIPT),
@@ -146,6 +150,14 @@ impl RedisStore {
         result.is_ok()
     }
 
+    fn current(&self) -> Option<ConnectionManager> {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     async fn connection(&self) -> Option<ConnectionManager> {
         // While Redis is known to be down, do not make every request wait for a timeout.
         if !self.is_healthy()
@@ -158,13 +170,14 @@ impl RedisStore {
         {
             return None;
         }
-        if let Some(conn) = self
-            .inner
-            .conn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(conn) = self.current() {
+            return Some(conn);
+        }
+        // One attempt at a time; whoever waited for it uses its result. Without this, the
+        // requests of a burst on a fresh instance would all be judged by local limits while
+        // the first connection is made (two cold instances letting twice the budget through).
+        let _attempt = self.inner.connecting.lock().await;
+        if let Some(conn) = self.current() {
             return Some(conn);
         }
         {

@@ -215,12 +215,10 @@ async fn parallel_requests_on_two_instances_get_exactly_the_shared_budget() {
     );
 }
 
-/// A product bug, kept as a test for whoever fixes it (`cargo test -- --ignored`): while an
-/// instance makes its first connection to Redis, `RedisStore::connection` gives every other
-/// caller `None` (the retry time is already set), so a burst on a freshly started instance is
-/// judged by its local limits: two cold instances let through about twice the budget.
+/// While an instance makes its first connection to Redis, concurrent requests wait for that
+/// attempt rather than being judged by local limits (which let two cold instances through
+/// about twice the budget).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: requests during an instance's first Redis connection use local limits"]
 async fn parallel_requests_to_instances_not_yet_connected_to_redis_get_exactly_the_shared_budget() {
     let Some(redis) = redis_url() else { return };
     let first = app_with_redis(&redis, five_per_minute).await;
