@@ -2,16 +2,13 @@
 //! ranges), and, with a server started by `helpers::server::Server`, the health check,
 //! metrics and graceful shutdown.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use crate::helpers::{
-    net::{connection_refused, listening_addrs, read_response, wait_until_server_has_read},
+    net::{connection_refused, read_response, wait_until_server_has_read},
     server::{Server, config_value, http_client_from, run_cli, stderr, stdout},
 };
 
@@ -588,16 +585,6 @@ async fn sigint_stops_the_server_gracefully_too() {
     );
 }
 
-/// The server's metrics listener: the other address it listens on (METRICS_ADDR port 0).
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let others: Vec<SocketAddr> = listening_addrs(server.pid())
-        .into_iter()
-        .filter(|a| *a != server.addr)
-        .collect();
-    assert_eq!(others.len(), 1, "listeners besides the API: {others:?}");
-    others[0]
-}
-
 /// The value of the sample `series` (name and labels exactly as printed) in Prometheus text.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -614,7 +601,7 @@ async fn metrics_are_served_on_their_own_listener_only() {
     ])
     .await;
     let client = client();
-    let metrics_url = format!("http://{}/metrics", metrics_addr(&server));
+    let metrics_url = format!("http://{}/metrics", server.metrics_addr());
     assert_eq!(
         client
             .get(server.url("/metrics"))
@@ -693,7 +680,7 @@ async fn metrics_count_failed_and_throttled_logins_and_rate_limit_rejections() {
 
     let client = client();
     let metrics = client
-        .get(format!("http://{}/metrics", metrics_addr(&server)))
+        .get(format!("http://{}/metrics", server.metrics_addr()))
         .send()
         .await
         .unwrap()

@@ -6,17 +6,17 @@
 //! to addresses of 127.0.0.0/8 to act as distinct clients.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
+    net::TcpStream,
 };
 
 use crate::helpers::{
-    net::{connection_refused, server_connections, wait_until_server_has_read},
+    net::{connect_from, connection_refused, server_connections, wait_until_server_has_read},
     server::Server,
 };
 
@@ -66,13 +66,6 @@ async fn no_connections_left(server: &Server) {
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(to).await
 }
 
 /// An HTTP client whose connections come from `from` and are not kept after each request.

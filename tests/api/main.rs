@@ -13,6 +13,7 @@ mod cli;
 mod connections;
 mod employees;
 mod first_hour;
+mod floods;
 mod health;
 mod history;
 mod hostile;

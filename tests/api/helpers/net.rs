@@ -166,7 +166,9 @@ pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> RawResponse {
+/// Parses an HTTP/1.1 answer from its first bytes: the head must be complete, the body is
+/// whatever follows it.
+pub fn parse_response(raw: &[u8]) -> RawResponse {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -187,6 +189,14 @@ fn parse_response(raw: &[u8]) -> RawResponse {
         headers,
         body: body.to_owned(),
     }
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 gives each test
+/// client an address of its own).
+pub async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
 }
 
 /// Writes `bytes`, tolerating a server that closes before reading them all.

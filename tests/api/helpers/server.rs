@@ -235,6 +235,17 @@ impl Server {
             .unwrap_or_else(|| panic!("no readable {field} in /proc/{pid}/status:\n{status}"))
     }
 
+    /// The address of the metrics listener (`METRICS_ADDR` with port 0): the one other
+    /// address the process listens on.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let others: Vec<SocketAddr> = super::net::listening_addrs(self.pid())
+            .into_iter()
+            .filter(|a| *a != self.addr)
+            .collect();
+        assert_eq!(others.len(), 1, "listeners besides the API: {others:?}");
+        others[0]
+    }
+
     /// Everything printed so far.
     pub fn output(&self) -> String {
         self.captured.text()
