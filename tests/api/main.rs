@@ -15,6 +15,7 @@ mod employees;
 mod first_hour;
 mod health;
 mod hostile;
+mod idempotency;
 mod instances;
 mod listing;
 mod openapi;
