@@ -12,10 +12,13 @@ use std::{
 use crate::{
     auth::{self, password::PasswordHasher, secrets::SecretKeys, token::TokenKeys},
     config::{Config, Secret},
-    db::{Db, sessions::Lifetimes},
+    db::{Db, idempotency::Terms, sessions::Lifetimes},
     domain::{listing::CursorKey, password::PasswordPolicy},
     rate_limit::{Limiters, redis::RedisStore},
 };
+
+/// How much longer than the request timeout an `Idempotency-Key` claim is held.
+const IDEMPOTENCY_LEASE_MARGIN_SECS: i64 = 30;
 
 /// Everything a handler may need. Cloning is one reference-count increment: axum clones the
 /// state several times per request, and a struct of separate `Arc`s made that about a quarter
@@ -103,6 +106,17 @@ impl AppState {
             idle: secs(self.config.refresh_idle),
             absolute: secs(self.config.refresh_absolute),
             reuse_grace: secs(self.config.refresh_reuse_grace),
+        }
+    }
+
+    /// How long `Idempotency-Key` claims and answers last. The lease outlasts
+    /// `REQUEST_TIMEOUT_SECONDS` (past which the server drops any request) by 30 s, so a claim
+    /// is only ever taken over from a request that is gone.
+    pub fn idempotency_terms(&self) -> Terms {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Terms {
+            lease: secs(self.config.request_timeout).saturating_add(IDEMPOTENCY_LEASE_MARGIN_SECS),
+            ttl: secs(self.config.idempotency_ttl),
         }
     }
 

@@ -80,6 +80,10 @@ pub enum ApiError {
     /// `If-Match` named another version (RFC 9110 §13.1.1); carries the current strong ETag.
     #[error("precondition failed")]
     PreconditionFailed { etag: String },
+    /// A request with the same `Idempotency-Key` is still running; retry after this many
+    /// seconds (draft-ietf-httpapi-idempotency-key-header §2.7).
+    #[error("idempotency key in use")]
+    IdempotencyKeyInUse { retry_after_secs: u64 },
     /// `REQUIRE_IF_MATCH` is on and the write came without `If-Match` (RFC 6585 §3).
     #[error("precondition required")]
     PreconditionRequired,
@@ -126,7 +130,9 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::ConflictDetail(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::ConflictDetail(_)
+            | ApiError::IdempotencyKeyInUse { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -153,6 +159,9 @@ impl ApiError {
             ApiError::SessionRequired => "This needs a login session; API keys cannot do it",
             ApiError::NotFound(msg) | ApiError::Conflict(msg) => msg,
             ApiError::ConflictDetail(msg) => msg,
+            ApiError::IdempotencyKeyInUse { .. } => {
+                "A request with this Idempotency-Key is still running: retry when it has finished"
+            }
             ApiError::PreconditionFailed { .. } => {
                 "The employee was changed since you read it: read it again, then retry with its new ETag"
             }
@@ -213,7 +222,8 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::TooManyRequests { retry_after_secs }
-            | ApiError::Unavailable { retry_after_secs } => {
+            | ApiError::Unavailable { retry_after_secs }
+            | ApiError::IdempotencyKeyInUse { retry_after_secs } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs.max(1)),

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use utoipa::{
-    Modify, OpenApi, ToResponse,
+    IntoParams, Modify, OpenApi, ToResponse,
     openapi::{
         OpenApi as OpenApiDoc,
         security::{ApiKey, ApiKeyValue, Flow, OAuth2, Password, Scopes, SecurityScheme},
@@ -102,6 +102,31 @@ pub struct PayloadTooLarge(pub ErrorDetail);
 #[derive(ToResponse)]
 #[response(example = json!({"detail": "Unsupported media type: expected application/json"}))]
 pub struct NotJson(pub ErrorDetail);
+
+/// The `Idempotency-Key` request header of the operations that create (see
+/// `routes::idempotency`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "describes a request header for OpenAPI only")]
+pub struct IdempotencyKeyHeader {
+    /// Makes a retry safe (draft-ietf-httpapi-idempotency-key-header): the first answer to a
+    /// request with this key is stored for your credential for IDEMPOTENCY_TTL_HOURS (24 by
+    /// default), and a repeat of the same request gets that answer again, with
+    /// `Idempotent-Replayed: true`, and writes nothing. The same key with another request
+    /// (method, path, query, media type or body) is a 422; a repeat while the first still runs
+    /// is a 409 with `Retry-After`. A 422 or 5xx answer is not stored: the key stays free. Use a
+    /// new key (a UUID, say) for each new request.
+    #[param(
+        rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$",
+        example = json!("8e03978e-40d5-43e8-bc93-6894a57f9324")
+    )]
+    idempotency_key: Option<String>,
+}
 
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut OpenApiDoc) {

@@ -453,6 +453,10 @@ fn print_config(c: &Config) -> Result<(), Failure> {
         ),
         ("IPV6_PREFIX_LENGTH", c.ipv6_prefix_length.to_string()),
         ("MAX_OFFSET", c.max_offset.to_string()),
+        (
+            "IDEMPOTENCY_TTL_HOURS",
+            (c.idempotency_ttl.as_secs() / 3600).to_string(),
+        ),
         ("HASH_CONCURRENCY", c.hash_concurrency.to_string()),
         ("DB_MAX_CONNECTIONS", c.db_max_connections.to_string()),
         (

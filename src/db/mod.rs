@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod employees;
 mod error;
+pub mod idempotency;
 pub mod import;
 pub mod list;
 mod pool;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod employee;
+pub mod idempotency;
 pub mod input;
 pub mod listing;
 pub mod password;

@@ -24,7 +24,7 @@ pub fn has_content_type(parts_headers: &HeaderMap, media_type: &str) -> bool {
 
 /// Reads the whole body: 413 over the body limit, 408 past the body deadline (a client
 /// trickling its body), 400 for anything else that breaks the transfer.
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::PayloadTooLarge;

@@ -6,5 +6,6 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod conditional;
+pub mod idempotency;
 pub mod path;
 pub mod query;

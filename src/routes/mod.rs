@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod employees;
 pub mod health;
+pub mod idempotency;
 pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;

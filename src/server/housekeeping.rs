@@ -1,7 +1,8 @@
 //! Work the server does on a timer, so its tables stay bounded without an operator: the purge
-//! of ended sessions and old rotated refresh tokens, the erasure of deleted employees past
-//! `DELETED_RETENTION_DAYS`; and the audit chain's head, logged at start and every hour so it
-//! can be witnessed outside the database.
+//! of ended sessions and old rotated refresh tokens, the purge of `Idempotency-Key` answers past
+//! `IDEMPOTENCY_TTL_HOURS`, the erasure of deleted employees past `DELETED_RETENTION_DAYS`; and
+//! the audit chain's head, logged at start and every hour so it can be witnessed outside the
+//! database.
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub fn spawn(state: &AppState) {
         loop {
             tick.tick().await;
             purge(&purging).await;
+            purge_idempotency_keys(&purging).await;
             erase_expired(&purging).await;
         }
     });
@@ -54,6 +56,28 @@ pub async fn log_audit_head(state: &AppState) {
             "audit trail head"
         ),
         Err(e) => tracing::warn!(error = %e, "could not read the audit trail's head"),
+    }
+}
+
+/// Deletes the `Idempotency-Key` answers older than `IDEMPOTENCY_TTL_HOURS` and the claims
+/// abandoned as long ago (a lookup already ignores them; this keeps the table bounded: between
+/// two rounds it holds the keyed requests of one TTL and ten minutes). Returns how many rows
+/// went (0 when the purge failed; it is logged and runs again later).
+pub async fn purge_idempotency_keys(state: &AppState) -> u64 {
+    match state.db.purge_idempotency_keys(unix_now()).await {
+        Ok(0) => 0,
+        Ok(deleted) => {
+            tracing::info!(
+                event = "sys_idempotency_purge",
+                deleted,
+                "expired Idempotency-Key answers deleted"
+            );
+            deleted
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the Idempotency-Key purge failed; it runs again later");
+            0
+        }
     }
 }
 

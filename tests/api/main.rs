@@ -17,6 +17,7 @@ mod floods;
 mod health;
 mod history;
 mod hostile;
+mod idempotency;
 mod instances;
 mod listing;
 mod openapi;

@@ -6,6 +6,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
@@ -18,15 +19,18 @@ use crate::{
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
     extract::{
-        auth::{ReadAccess, Writer},
+        auth::{Principal, ReadAccess, Writer},
         body::JsonObject,
         client::Origin,
         conditional::{IfMatch, IfNoneMatch},
+        idempotency::Idempotent,
         path::EmpIdPath,
     },
     openapi::{
-        Forbidden, NotJson, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized,
+        Forbidden, IdempotencyKeyHeader, NotJson, PayloadTooLarge, PreconditionFailed,
+        PreconditionRequired, Unauthorized,
     },
+    routes::idempotency::at_most_once,
 };
 
 /// The employee as a response: its JSON with its strong `ETag`.
@@ -98,30 +102,54 @@ pub struct EmployeeUpdate {
 /// Create an employee (administrators only).
 #[utoipa::path(post, path = "/employees/", tag = "Employees",
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
+    params(IdempotencyKeyHeader),
     request_body = EmployeeCreate,
     responses(
-        (status = 201, description = "Created", body = Employee, headers(
+        (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, the stored answer to the first request with this Idempotency-Key)", body = Employee, headers(
             ("ETag" = String, description = "The strong entity tag of this version"),
-            ("Location" = String, description = "The employee's URL"))),
+            ("Location" = String, description = "The employee's URL"),
+            ("Idempotent-Replayed" = String, description = "`true` on a replayed answer; absent otherwise"))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 409, description = "emp_id already exists", body = ErrorDetail,
-            example = json!({"detail": "Employee with this emp_id already exists"})),
+        (status = 409, description = "emp_id already exists (an answer stored for an Idempotency-Key like a 201), or a request with this Idempotency-Key is still running (with Retry-After)", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "With an Idempotency-Key still in use: seconds to wait")),
+            examples(
+                ("emp_id_taken" = (value = json!({"detail": "Employee with this emp_id already exists"}))),
+                ("idempotency_key_in_use" = (value = json!({"detail": "A request with this Idempotency-Key is still running: retry when it has finished"}))))),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = NotJson),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody,
-            example = json!({"detail": [{"loc": ["body", "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
+        (status = 422, description = "Invalid input, an invalid Idempotency-Key, or one already used for a different request; never stored", body = ValidationErrorBody,
+            examples(
+                ("invalid_field" = (value = json!({"detail": [{"loc": ["body", "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]}))),
+                ("idempotency_key_too_long" = (value = json!({"detail": [{"loc": ["header", "idempotency-key"], "msg": "String should have at most 255 characters", "type": "string_too_long"}]}))),
+                ("idempotency_key_reused" = (value = json!({"detail": [{"loc": ["header", "idempotency-key"], "msg": "This Idempotency-Key was used for a different request (method, path, query, media type or body): send a new key with a new request", "type": "idempotency_key_reused"}]}))))),
     ))]
 pub(super) async fn create_employee(
     State(state): State<AppState>,
     Writer(admin): Writer,
     origin: Origin,
-    JsonObject(body): JsonObject,
+    Idempotent {
+        keyed,
+        body: JsonObject(body),
+    }: Idempotent<JsonObject>,
+) -> Result<Response, ApiError> {
+    at_most_once(&state, &admin, keyed, || {
+        create(&state, &admin, &origin, body)
+    })
+    .await
+}
+
+/// The creation itself: parse, insert, answer 201 with `ETag` and `Location`.
+async fn create(
+    state: &AppState,
+    admin: &Principal,
+    origin: &Origin,
+    body: Map<String, Value>,
 ) -> Result<Response, ApiError> {
     let new = NewEmployee::from_json(vec!["body".into()], body).map_err(ApiError::Validation)?;
     let employee = state
         .db
-        .insert_employee(new, &admin.audit(&origin))
+        .insert_employee(new, &admin.audit(origin))
         .await
         .on_conflict("Employee with this emp_id already exists")?;
     tracing::info!(

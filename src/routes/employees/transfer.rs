@@ -21,8 +21,15 @@ use crate::{
         validation::{FieldError, LocPart, summarize},
     },
     error::{ApiError, ErrorDetail, ValidationErrorBody},
-    extract::{auth::Writer, body::ImportBody, client::Origin, query::ApiQuery},
-    openapi::{Forbidden, PayloadTooLarge, Unauthorized},
+    extract::{
+        auth::{Principal, Writer},
+        body::ImportBody,
+        client::Origin,
+        idempotency::Idempotent,
+        query::ApiQuery,
+    },
+    openapi::{Forbidden, IdempotencyKeyHeader, PayloadTooLarge, Unauthorized},
+    routes::idempotency::at_most_once,
     transfer::{
         EXPORT_PAGE, ExportFormat, ImportFailure, ImportReport, Importer, check_csv_header,
         csv_record_to_fields, export_page,
@@ -168,31 +175,52 @@ pub(super) async fn export_employees(
 /// `POST /employees/`; all rows are stored or none.
 #[utoipa::path(post, path = "/employees/import", tag = "Employees",
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
-    params(ImportParams),
+    params(ImportParams, IdempotencyKeyHeader),
     request_body(description = "CSV with a header row, or a JSON array of EmployeeCreate", content(
         (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
         (Vec<EmployeeCreate> = "application/json"))),
     responses(
-        (status = 200, description = "Imported (or, with dry_run, would import)", body = ImportReport,
+        (status = 200, description = "Imported (or, with dry_run, would import; or, with `Idempotent-Replayed: true`, the stored report of the first request with this Idempotency-Key)", body = ImportReport,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer; absent otherwise")),
             example = json!({"rows": 2, "written": 2, "skipped": 0, "dry_run": false})),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 409, description = "Some emp_id already exists (on_conflict=error); nothing stored", body = ErrorDetail,
-            example = json!({"detail": "2 rows conflict with existing or repeated emp_id: emp_id 7 at 3, emp_id 9 at 5"})),
+        (status = 409, description = "Some emp_id already exists (on_conflict=error): no row stored, the answer stored for an Idempotency-Key like a 200; or a request with this Idempotency-Key is still running (with Retry-After)", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "With an Idempotency-Key still in use: seconds to wait")),
+            examples(
+                ("emp_id_conflict" = (value = json!({"detail": "2 rows conflict with existing or repeated emp_id: emp_id 7 at 3, emp_id 9 at 5"}))),
+                ("idempotency_key_in_use" = (value = json!({"detail": "A request with this Idempotency-Key is still running: retry when it has finished"}))))),
         (status = 413, response = PayloadTooLarge),
         (status = 415, description = "Neither text/csv nor application/json", body = ErrorDetail, example = json!({"detail": "Unsupported media type: expected text/csv or application/json"})),
-        (status = 422, description = "Invalid rows, located by CSV line or JSON index; nothing stored", body = ValidationErrorBody,
-            example = json!({"detail": [{"loc": ["body", 3, "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]})),
+        (status = 422, description = "Invalid rows, located by CSV line or JSON index, nothing stored; an invalid Idempotency-Key, or one already used for a different request (another body, media type or query). Never stored", body = ValidationErrorBody,
+            examples(
+                ("invalid_row" = (value = json!({"detail": [{"loc": ["body", 3, "emp_dob"], "msg": "Date of birth cannot be in the future", "type": "value_error"}]}))),
+                ("idempotency_key_invalid" = (value = json!({"detail": [{"loc": ["header", "idempotency-key"], "msg": "The key may hold only visible ASCII characters (no spaces)", "type": "string_pattern_mismatch"}]}))),
+                ("idempotency_key_reused" = (value = json!({"detail": [{"loc": ["header", "idempotency-key"], "msg": "This Idempotency-Key was used for a different request (method, path, query, media type or body): send a new key with a new request", "type": "idempotency_key_reused"}]}))))),
     ))]
 pub(super) async fn import_employees(
     State(state): State<AppState>,
     Writer(admin): Writer,
     origin: Origin,
     ApiQuery(params): ApiQuery<ImportParams>,
+    Idempotent { keyed, body }: Idempotent<ImportBody>,
+) -> Result<Response, ApiError> {
+    at_most_once(&state, &admin, keyed, || {
+        import(&state, &admin, &origin, &params, body)
+    })
+    .await
+}
+
+/// The import itself: every row checked, then all stored or none; the report as the answer.
+async fn import(
+    state: &AppState,
+    admin: &Principal,
+    origin: &Origin,
+    params: &ImportParams,
     body: ImportBody,
 ) -> Result<Json<ImportReport>, ApiError> {
-    let (mode, dry_run) = parse_import_params(&params)?;
-    let mut importer = Importer::new(&state.db, mode, dry_run, admin.audit(&origin));
+    let (mode, dry_run) = parse_import_params(params)?;
+    let mut importer = Importer::new(&state.db, mode, dry_run, admin.audit(origin));
     match body {
         ImportBody::Json(body) => {
             let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
