@@ -149,12 +149,21 @@ mod tests {
         // 14 code points as sent, 15 after NFKC ("¸" becomes a space and a cedilla): short.
         let raw = "vjqE3l    Ab¸n";
         assert_eq!(raw.chars().count(), 14);
-        assert_eq!(Password::for_login(raw).unwrap().expose().chars().count(), 15);
-        assert_eq!(policy().check(raw, None).unwrap_err().kind, "string_too_short");
+        assert_eq!(
+            Password::for_login(raw).unwrap().expose().chars().count(),
+            15
+        );
+        assert_eq!(
+            policy().check(raw, None).unwrap_err().kind,
+            "string_too_short"
+        );
         // 129 combining sequences as sent that compose to 128 code points: too long.
         let raw = format!("{}{}", "e\u{301}", "x".repeat(127));
         assert_eq!(raw.chars().count(), 129);
-        assert_eq!(policy().check(&raw, None).unwrap_err().kind, "string_too_long");
+        assert_eq!(
+            policy().check(&raw, None).unwrap_err().kind,
+            "string_too_long"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ impl utoipa::PartialSchema for ActionName {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some("An audit action: the first part names the kind of target."))
+            .description(Some(
+                "An audit action: the first part names the kind of target.",
+            ))
             .enum_values(Some(Action::ALL.map(Action::as_str)))
             .into()
     }
@@ -286,10 +288,9 @@ impl AuditParams {
             },
         };
         let target_id = self.target_id.clone();
-        if target_id
-            .as_ref()
-            .is_some_and(|t| t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control))
-        {
+        if target_id.as_ref().is_some_and(|t| {
+            t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control)
+        }) {
             errors.push(FieldError::at(
                 "query",
                 "target_id",

@@ -46,7 +46,10 @@ pub struct TokenForm {
     refresh_token: Option<String>,
     /// Space-separated scopes to request (`employees:read`, `employees:write`,
     /// `users:admin`); a token gets those its user may hold. Without it: all of them.
-    #[schema(nullable = false, pattern = "^ *(?:(?:employees:read|employees:write|users:admin) *)*$")]
+    #[schema(
+        nullable = false,
+        pattern = "^ *(?:(?:employees:read|employees:write|users:admin) *)*$"
+    )]
     scope: Option<String>,
     /// Accepted and ignored (OAuth2 clients send it).
     #[schema(nullable = false)]

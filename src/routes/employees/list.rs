@@ -29,7 +29,7 @@ use crate::{
     params(
         ListParams,
         ("Prefer" = Option<String>, Header, nullable = false, description = "`count=none` omits X-Total-Count"),
-        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The weak ETag of an earlier page: 304 while no employee has changed since"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = r#"^(?:[ \t]*\*[ \t]*|[ \t,]*(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t,]*(?:W/)?"[!#-~]*")*[ \t,]*)$"#, description = "The weak ETag of an earlier page: 304 while no employee has changed since"),
     ),
     responses(
         (status = 200, description = "A page of employees", body = Vec<Employee>, headers(
