@@ -13,6 +13,7 @@ use utoipa::{
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
+    config::settings::{DEFAULT_MAX_OFFSET, DEFAULT_PASSWORD_MIN_LENGTH},
     domain::{employee::Employee, scope::Scope, user::User, validation::FieldError},
     error::{ErrorDetail, ValidationErrorBody},
 };
@@ -159,6 +160,58 @@ impl Modify for SecurityAddon {
             ))),
         );
     }
+}
+
+/// The limits the document states that settings choose, so the document served says what this
+/// server accepts: the deepest `offset` (`MAX_OFFSET`) and the shortest new password
+/// (`PASSWORD_MIN_LENGTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_offset: u64,
+    pub password_min_length: usize,
+}
+
+impl Default for Limits {
+    /// The limits at their default settings.
+    fn default() -> Self {
+        Self {
+            max_offset: DEFAULT_MAX_OFFSET,
+            password_min_length: DEFAULT_PASSWORD_MIN_LENGTH,
+        }
+    }
+}
+
+/// The new-password fields whose minimum length is `PASSWORD_MIN_LENGTH`: (schema, property).
+const NEW_PASSWORDS: [(&str, &str); 3] = [
+    ("UserCreate", "password"),
+    ("PasswordChange", "new_password"),
+    ("PasswordReset", "new_password"),
+];
+
+/// `doc` with `limits` written in: the maximum of every `offset` query parameter and the
+/// minimum length of every new password. (The handlers declare the widest values the settings
+/// allow; this narrows them to the configured ones.)
+pub fn with_limits(doc: OpenApiDoc, limits: Limits) -> OpenApiDoc {
+    let Ok(mut json) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    if let Some(paths) = json["paths"].as_object_mut() {
+        for operation in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+            for op in operation.values_mut() {
+                let params = op["parameters"].as_array_mut().into_iter().flatten();
+                for param in params.filter(|p| p["name"] == "offset" && p["in"] == "query") {
+                    param["schema"]["maximum"] = limits.max_offset.into();
+                }
+            }
+        }
+    }
+    for (schema, property) in NEW_PASSWORDS {
+        let field = &mut json["components"]["schemas"][schema]["properties"][property];
+        if field.is_object() {
+            field["minLength"] = limits.password_min_length.into();
+        }
+    }
+    serde_json::from_value(json).unwrap_or(doc)
 }
 
 /// The ReDoc bundle (redoc 2.5.4, MIT; see assets/README.md), served from the binary.

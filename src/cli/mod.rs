@@ -306,7 +306,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     // Commands that need no configuration.
     match &command {
         Command::Openapi => {
-            let json = crate::router::openapi_document()
+            let limits = crate::openapi::Limits {
+                max_offset: cli.settings.max_offset,
+                password_min_length: cli.settings.password_min_length,
+            };
+            let json = crate::router::openapi_document_with(limits)
                 .to_pretty_json()
                 .map_err(|e| failure(e.to_string()))?;
             return out(json);

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
+/// `PASSWORD_MIN_LENGTH` when unset.
+pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 15;
+/// `MAX_OFFSET` when unset.
+pub const DEFAULT_MAX_OFFSET: u64 = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -59,7 +64,7 @@ pub struct Settings {
     #[arg(long, global = true, env = "ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// Minimum password length in characters (8..=128).
-    #[arg(long, global = true, env = "PASSWORD_MIN_LENGTH", default_value_t = 15)]
+    #[arg(long, global = true, env = "PASSWORD_MIN_LENGTH", default_value_t = DEFAULT_PASSWORD_MIN_LENGTH)]
     pub password_min_length: usize,
     /// Requests per minute per client (user id, else IP); 0 disables.
     #[arg(
@@ -196,7 +201,7 @@ pub struct Settings {
     )]
     pub deleted_retention_days: u64,
     /// The largest `offset` of a list page; deeper pages are reached by the `Link` cursor.
-    #[arg(long, global = true, env = "MAX_OFFSET", default_value_t = 10_000)]
+    #[arg(long, global = true, env = "MAX_OFFSET", default_value_t = DEFAULT_MAX_OFFSET)]
     pub max_offset: u64,
     /// Password hashes computed at once (each holds 19 MiB); default: CPU cores.
     #[arg(long, global = true, env = "HASH_CONCURRENCY")]

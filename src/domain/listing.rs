@@ -402,10 +402,10 @@ pub struct ListParams {
     #[param(value_type = u32, minimum = 1, maximum = 1000, default = 100, required = false)]
     pub limit: Option<String>,
     /// Case-insensitive substring of the city (`%`, `_`, `\` match literally).
-    #[param(value_type = String, max_length = 100, required = false)]
+    #[param(value_type = String, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     pub city: Option<String>,
     /// Case-insensitive substring of the country (`%`, `_`, `\` match literally).
-    #[param(value_type = String, max_length = 100, required = false)]
+    #[param(value_type = String, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     pub country: Option<String>,
     /// Sort column (default `emp_id`); ties are broken by `emp_id`.
     #[param(value_type = SortKey, inline, required = false)]

@@ -81,11 +81,19 @@ impl PasswordPolicy {
     }
 
     /// Checks a new password for `username`. Messages say why, never echo the password.
+    ///
+    /// The length rule holds both as sent and after NFKC, so the bounds the OpenAPI document
+    /// states on the raw string (minLength, maxLength) never let a password through that they
+    /// exclude; normalisation can only refuse more.
     pub fn check(&self, raw: &str, username: Option<&Username>) -> Result<Password, Invalid> {
+        let raw_len = raw.chars().count();
+        if raw_len > MAX_LEN {
+            return Err(too_long());
+        }
         let password = Password::for_login(raw)?;
         let text = password.expose();
         let len = text.chars().count();
-        if len < self.min_len {
+        if len < self.min_len || raw_len < self.min_len {
             return Err(Invalid::new(
                 "string_too_short",
                 format!("Password should have at least {} characters", self.min_len),
@@ -134,6 +142,28 @@ mod tests {
     #[test]
     fn long_unusual_passphrase_is_accepted() {
         assert!(policy().check("correct horse battery staple", None).is_ok());
+    }
+
+    #[test]
+    fn length_holds_as_sent_and_after_nfkc() {
+        // 14 code points as sent, 15 after NFKC ("¸" becomes a space and a cedilla): short.
+        let raw = "vjqE3l    Ab¸n";
+        assert_eq!(raw.chars().count(), 14);
+        assert_eq!(
+            Password::for_login(raw).unwrap().expose().chars().count(),
+            15
+        );
+        assert_eq!(
+            policy().check(raw, None).unwrap_err().kind,
+            "string_too_short"
+        );
+        // 129 combining sequences as sent that compose to 128 code points: too long.
+        let raw = format!("{}{}", "e\u{301}", "x".repeat(127));
+        assert_eq!(raw.chars().count(), 129);
+        assert_eq!(
+            policy().check(&raw, None).unwrap_err().kind,
+            "string_too_long"
+        );
     }
 
     #[test]

@@ -39,16 +39,30 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 #[schema(as = ApiKeyCreate, example = json!({"name": "nightly HR sync", "scopes": ["employees:read"], "expires_at": "2027-06-30T00:00:00Z"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub struct ApiKeyCreate {
-    /// What the key is for, 1-100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// What the key is for, 1-100 characters once trimmed; no control characters inside.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     name: String,
-    /// What the key may do: `employees:read`, `employees:write`, `users:admin`.
+    /// What the key may do.
     #[schema(min_items = 1)]
-    scopes: Vec<String>,
-    /// When the key stops working (RFC 3339, in the future); none: until revoked.
-    #[schema(format = DateTime)]
+    scopes: Vec<ScopeName>,
+    /// When the key stops working (RFC 3339, in the future); absent: until revoked.
+    #[schema(format = DateTime, nullable = false)]
     expires_at: Option<String>,
+}
+
+/// A scope's name, as `scope` parameters, tokens and API keys carry it.
+#[derive(ToSchema)]
+pub enum ScopeName {
+    #[serde(rename = "employees:read")]
+    EmployeesRead,
+    #[serde(rename = "employees:write")]
+    EmployeesWrite,
+    #[serde(rename = "users:admin")]
+    UsersAdmin,
 }
 
 /// An API key as listed: never its secret.
@@ -60,10 +74,16 @@ pub struct ApiKeyRead {
     name: String,
     /// The key's first characters, to recognise it.
     prefix: String,
+    #[schema(value_type = Vec<ScopeName>)]
     scopes: Vec<&'static str>,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     created_at: String,
+    /// RFC 3339, UTC; `null`: until revoked.
+    #[schema(format = DateTime, required = true)]
     expires_at: Option<String>,
-    /// Recorded at most once a minute.
+    /// Recorded at most once a minute; `null`: never used.
+    #[schema(format = DateTime, required = true)]
     last_used_at: Option<String>,
 }
 

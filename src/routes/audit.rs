@@ -31,11 +31,58 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(audit_trail))
 }
 
+/// An audit action's dotted name: one of [`Action::ALL`], so the document lists exactly the
+/// names the trail records and the `action` filter accepts.
+pub struct ActionName;
+
+impl utoipa::PartialSchema for ActionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An audit action: the first part names the kind of target.",
+            ))
+            .enum_values(Some(Action::ALL.map(Action::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for ActionName {}
+
+/// Who acted: a user, an API key, the command line, the service itself, or nobody logged in.
+#[derive(ToSchema)]
+pub enum ActorType {
+    #[serde(rename = "user")]
+    User,
+    #[serde(rename = "api_key")]
+    ApiKey,
+    #[serde(rename = "cli")]
+    Cli,
+    #[serde(rename = "system")]
+    System,
+    #[serde(rename = "anonymous")]
+    Anonymous,
+}
+
+/// A target's id: a number for employees (`emp_id`), users and API keys, text (a UUID) for
+/// sessions.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum AuditTargetId {
+    Number(i64),
+    Text(String),
+}
+
 /// Who did it: `{"type": "user" | "api_key" | "cli" | "system" | "anonymous", "id"}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditActor {
     #[serde(rename = "type")]
+    #[schema(value_type = ActorType)]
     kind: &'static str,
+    /// The user's or API key's id; `null` for the command line, the service and anonymous
+    /// callers.
+    #[schema(required = true)]
     id: Option<i64>,
 }
 
@@ -54,7 +101,7 @@ pub struct AuditTarget {
     #[serde(rename = "type")]
     kind: String,
     /// A number for employees (`emp_id`), users and keys.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<AuditTargetId>, required = true)]
     id: Value,
 }
 
@@ -68,6 +115,7 @@ pub struct AuditTarget {
 pub struct AuditEntryRead {
     seq: i64,
     /// RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime)]
     at: String,
     actor: AuditActor,
     /// A dotted name: `employee.create`, `employee.update`, `employee.delete`,
@@ -75,10 +123,16 @@ pub struct AuditEntryRead {
     /// `user.create`, `user.login`, `user.login_failed`, `user.logout`, `user.update`,
     /// `user.delete`, `user.password_change`, `user.password_reset`, `session.refresh`,
     /// `session.reuse`, `session.revoke`, `api_key.create`, `api_key.revoke`.
+    #[schema(value_type = ActionName)]
     action: String,
     target: AuditTarget,
+    /// The HTTP request's id (`X-Request-Id`); `null` when no request made the change.
+    #[schema(required = true)]
     request_id: Option<String>,
+    #[schema(required = true)]
     client_ip: Option<String>,
+    /// The login session it was done in; `null` when it was not done in one.
+    #[schema(required = true)]
     session_id: Option<String>,
     /// `{"<field>": {"from", "to"}}`; the values read `null` once the person was erased.
     #[schema(value_type = Object)]
@@ -148,10 +202,10 @@ pub(crate) struct AuditParams {
     #[param(value_type = i64, required = false)]
     pub(crate) actor_id: Option<String>,
     /// Only this action, e.g. `employee.update`.
-    #[param(value_type = String, required = false)]
+    #[param(value_type = ActionName, inline, required = false)]
     pub(crate) action: Option<String>,
     /// Only entries about this target id (an `emp_id`, a user id...).
-    #[param(value_type = String, max_length = 64, required = false)]
+    #[param(value_type = String, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     pub(crate) target_id: Option<String>,
     /// Only entries at or after this time (RFC 3339).
     #[param(value_type = String, format = DateTime, required = false)]
@@ -234,10 +288,9 @@ impl AuditParams {
             },
         };
         let target_id = self.target_id.clone();
-        if target_id
-            .as_ref()
-            .is_some_and(|t| t.is_empty() || t.len() > 64 || t.chars().any(char::is_control))
-        {
+        if target_id.as_ref().is_some_and(|t| {
+            t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control)
+        }) {
             errors.push(FieldError::at(
                 "query",
                 "target_id",

@@ -29,7 +29,7 @@ pub struct Message {
 }
 
 /// Welcome message.
-#[utoipa::path(get, path = "/", tag = "Health", responses((status = 200, body = Message)))]
+#[utoipa::path(get, path = "/", tag = "Health", responses((status = 200, description = "The welcome message", body = Message)))]
 async fn root() -> Json<Message> {
     Json(Message {
         message: "Welcome to the Employee Management API.",

@@ -24,12 +24,14 @@ use crate::{
 #[derive(ToSchema)]
 #[schema(as = UserCreate, example = json!({"username": "alice", "password": "plum-sandwich-at-noon"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub struct UserCreate {
     /// 3-64 characters of `A-Z a-z 0-9 _ . -`; stored lower-case, unique ignoring case.
     #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
     username: String,
-    /// PASSWORD_MIN_LENGTH (default 15) to 128 characters; not a common password and not
-    /// containing the username.
+    /// PASSWORD_MIN_LENGTH (default 15) to 128 characters, both as sent and after NFKC
+    /// normalisation; not a common password, not containing the username or a word of this
+    /// service (employee, admin, management).
     #[schema(min_length = 8, max_length = 128)]
     password: String,
 }

@@ -91,6 +91,7 @@ pub(super) struct RevokeForm {
     #[schema(value_type = String, required = true)]
     token: Option<String>,
     /// `refresh_token` or `access_token`; a hint only.
+    #[schema(nullable = false)]
     #[expect(dead_code, reason = "RFC 7009 lets the server try both kinds anyway")]
     token_type_hint: Option<String>,
 }

@@ -33,26 +33,33 @@ use crate::{
 #[schema(as = TokenRequest, example = json!({"grant_type": "password", "username": "alice", "password": "plum sandwich at noon", "scope": "employees:read"}))]
 pub struct TokenForm {
     /// `password` (the default) to log in, or `refresh_token` to exchange a refresh token.
-    #[schema(pattern = "^(password|refresh_token)$")]
+    #[schema(nullable = false, pattern = "^(password|refresh_token)$")]
     grant_type: Option<String>,
     /// The password grant's user name.
-    #[schema(example = "alice")]
+    #[schema(nullable = false, max_length = 256, example = "alice")]
     username: Option<String>,
     /// The password grant's password.
-    #[schema(example = "plum sandwich at noon", format = Password)]
+    #[schema(nullable = false, max_length = 128, example = "plum sandwich at noon", format = Password)]
     password: Option<String>,
     /// The refresh grant's refresh token.
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
     /// Space-separated scopes to request (`employees:read`, `employees:write`,
     /// `users:admin`); a token gets those its user may hold. Without it: all of them.
+    #[schema(
+        nullable = false,
+        pattern = "^ *(?:(?:employees:read|employees:write|users:admin) *)*$"
+    )]
     scope: Option<String>,
     /// Accepted and ignored (OAuth2 clients send it).
+    #[schema(nullable = false)]
     #[expect(
         dead_code,
         reason = "accepted so OAuth2 clients that send it are served"
     )]
     client_id: Option<String>,
     /// Accepted and ignored (OAuth2 clients send it).
+    #[schema(nullable = false)]
     #[expect(
         dead_code,
         reason = "accepted so OAuth2 clients that send it are served"

@@ -35,6 +35,7 @@ pub(super) struct DeletedRead {
     #[serde(flatten)]
     employee: Employee,
     /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     deleted_at: String,
     deleted_by: AuditActor,
 }

@@ -67,19 +67,28 @@ fn written<T>(outcome: Write<T>) -> Result<T, ApiError> {
 #[derive(ToSchema)]
 #[schema(as = EmployeeCreate, example = json!({"emp_id": 1001, "emp_name": "Ada Lovelace", "city": "London", "country": "United Kingdom", "emp_dob": "1985-12-10"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub(super) struct EmployeeCreate {
     /// Unique employee number.
     #[schema(minimum = 1, maximum = 9007199254740991_i64)]
     emp_id: i64,
-    /// Trimmed; no control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1-200 characters once trimmed; no control characters inside.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     emp_name: String,
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1-100 characters once trimmed; no control characters inside.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     city: String,
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1-100 characters once trimmed; no control characters inside.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     country: String,
     /// `YYYY-MM-DD`, from 1900-01-01 to today (UTC).
-    #[schema(value_type = String, format = Date)]
+    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     emp_dob: String,
 }
 
@@ -88,14 +97,28 @@ pub(super) struct EmployeeCreate {
 #[derive(ToSchema)]
 #[schema(as = EmployeeUpdate, example = json!({"city": "Zürich", "country": "Switzerland"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub struct EmployeeUpdate {
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1-200 characters once trimmed; no control characters inside.
+    #[schema(
+        nullable = false,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     emp_name: Option<String>,
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1-100 characters once trimmed; no control characters inside.
+    #[schema(
+        nullable = false,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     city: Option<String>,
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1-100 characters once trimmed; no control characters inside.
+    #[schema(
+        nullable = false,
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     country: Option<String>,
-    #[schema(value_type = Option<String>, format = Date)]
+    /// `YYYY-MM-DD`, from 1900-01-01 to today (UTC).
+    #[schema(value_type = String, nullable = false, required = false, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     emp_dob: Option<String>,
 }
 
@@ -171,10 +194,10 @@ async fn create(
     security(("OAuth2PasswordBearer" = ["employees:read"]), ("ApiKey" = [])),
     params(
         ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
-        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 while it is still current"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = r#"^(?:[ \t]*\*[ \t]*|[ \t,]*(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t,]*(?:W/)?"[!#-~]*")*[ \t,]*)$"#, description = "An ETag from an earlier answer: 304 while it is still current"),
     ),
     responses(
-        (status = 200, body = Employee, headers(("ETag" = String, description = "The strong entity tag of this version"))),
+        (status = 200, description = "The employee", body = Employee, headers(("ETag" = String, description = "The strong entity tag of this version"))),
         (status = 304, description = "Not modified: the `If-None-Match` ETag is current", headers(("ETag" = String))),
         (status = 401, response = Unauthorized),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
@@ -209,11 +232,11 @@ pub(super) async fn get_employee(
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(
         ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
-        ("If-Match" = Option<String>, Header, description = "The ETag the change is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(?:[ \t]*\*[ \t]*|[ \t,]*(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t,]*(?:W/)?"[!#-~]*")*[ \t,]*)$"#, description = "The ETag the change is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
     ),
     request_body = EmployeeUpdate,
     responses(
-        (status = 200, body = Employee, headers(("ETag" = String, description = "The strong entity tag of the new version"))),
+        (status = 200, description = "The employee as changed", body = Employee, headers(("ETag" = String, description = "The strong entity tag of the new version"))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, description = "No such employee", body = ErrorDetail, example = json!({"detail": "Employee not found"})),
@@ -252,7 +275,7 @@ pub(super) async fn update_employee(
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(
         ("emp_id" = i64, Path, description = "Employee number, 1..=9007199254740991", minimum = 1, maximum = 9007199254740991_i64),
-        ("If-Match" = Option<String>, Header, description = "The ETag the deletion is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(?:[ \t]*\*[ \t]*|[ \t,]*(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t,]*(?:W/)?"[!#-~]*")*[ \t,]*)$"#, description = "The ETag the deletion is based on: 412 if the employee changed since (required with REQUIRE_IF_MATCH)"),
     ),
     responses(
         (status = 204, description = "Deleted: gone from every read, kept in the archive (`/employees/deleted`) for DELETED_RETENTION_DAYS"),

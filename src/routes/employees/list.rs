@@ -28,11 +28,11 @@ use crate::{
     security(("OAuth2PasswordBearer" = ["employees:read"]), ("ApiKey" = [])),
     params(
         ListParams,
-        ("Prefer" = Option<String>, Header, description = "`count=none` omits X-Total-Count"),
-        ("If-None-Match" = Option<String>, Header, description = "The weak ETag of an earlier page: 304 while no employee has changed since"),
+        ("Prefer" = Option<String>, Header, nullable = false, description = "`count=none` omits X-Total-Count"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, pattern = r#"^(?:[ \t]*\*[ \t]*|[ \t,]*(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t,]*(?:W/)?"[!#-~]*")*[ \t,]*)$"#, description = "The weak ETag of an earlier page: 304 while no employee has changed since"),
     ),
     responses(
-        (status = 200, body = Vec<Employee>, headers(
+        (status = 200, description = "A page of employees", body = Vec<Employee>, headers(
             ("X-Total-Count" = i64, description = "Rows matching the filters"),
             ("Link" = String, description = "RFC 8288 link to the next page (rel=\"next\")"),
             ("ETag" = String, description = "Weak entity tag: the data version of all employees"))),

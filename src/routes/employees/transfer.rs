@@ -46,10 +46,10 @@ pub(super) struct ExportParams {
     #[param(value_type = ExportFormat, inline, required = false)]
     format: Option<String>,
     /// Case-insensitive substring of the city.
-    #[param(value_type = String, max_length = 100, required = false)]
+    #[param(value_type = String, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     city: Option<String>,
     /// Case-insensitive substring of the country.
-    #[param(value_type = String, max_length = 100, required = false)]
+    #[param(value_type = String, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     country: Option<String>,
     /// Sort column (default `emp_id`); ties are broken by `emp_id`.
     #[param(value_type = SortKey, inline, required = false)]
@@ -58,6 +58,27 @@ pub(super) struct ExportParams {
     #[param(value_type = Order, inline, required = false)]
     order: Option<String>,
 }
+
+/// The CSV body of an import, described for OpenAPI (the parser is `transfer::Importer`).
+pub(super) struct CsvImport;
+
+impl utoipa::PartialSchema for CsvImport {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "CSV (RFC 4180), UTF-8, an optional byte order mark. The first row names the \
+                 columns `emp_id`, `emp_name`, `city`, `country` and `emp_dob`, each once, in any \
+                 order, and no others; every further row is one employee, its fields checked as \
+                 EmployeeCreate's. Errors are located as `[\"body\", <line>, \"<field>\"]`.",
+            ))
+            .min_length(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CsvImport {}
 
 /// Query parameters of the import.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -177,8 +198,10 @@ pub(super) async fn export_employees(
     security(("OAuth2PasswordBearer" = ["employees:write"]), ("ApiKey" = [])),
     params(ImportParams, IdempotencyKeyHeader),
     request_body(description = "CSV with a header row, or a JSON array of EmployeeCreate", content(
-        (String = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
-        (Vec<EmployeeCreate> = "application/json"))),
+        (CsvImport = "text/csv", example = "emp_id,emp_name,city,country,emp_dob\r\n1001,Ada Lovelace,London,United Kingdom,1985-12-10\r\n"),
+        (Vec<EmployeeCreate> = "application/json", example = json!([
+            {"emp_id": 1001, "emp_name": "Ada Lovelace", "city": "London", "country": "United Kingdom", "emp_dob": "1985-12-10"},
+            {"emp_id": 1002, "emp_name": "Alan Turing", "city": "Wilmslow", "country": "United Kingdom", "emp_dob": "1912-06-23"}])))),
     responses(
         (status = 200, description = "Imported (or, with dry_run, would import; or, with `Idempotent-Replayed: true`, the stored report of the first request with this Idempotency-Key)", body = ImportReport,
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer; absent otherwise")),

@@ -48,7 +48,7 @@ pub(super) struct UserListParams {
     #[param(value_type = bool, required = false)]
     is_active: Option<String>,
     /// A substring of the username (case-insensitive).
-    #[param(value_type = String, max_length = 64, required = false)]
+    #[param(value_type = String, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", required = false)]
     username: Option<String>,
 }
 
@@ -163,11 +163,14 @@ pub(super) async fn get_user(
 #[derive(ToSchema)]
 #[schema(as = UserUpdate, example = json!({"is_active": false}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub(super) struct UserUpdate {
     /// `false` disables the account: it cannot log in, and its sessions and API keys stop
     /// working at once.
+    #[schema(nullable = false)]
     is_active: Option<bool>,
     /// Grants or removes administrator rights (effective on the next request).
+    #[schema(nullable = false)]
     is_admin: Option<bool>,
 }
 
@@ -223,6 +226,7 @@ pub(super) async fn update_user(
 #[derive(ToSchema)]
 #[schema(as = PasswordReset, example = json!({"new_password": "a quieter river of bells"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub(super) struct PasswordReset {
     /// The registration rules apply.
     #[schema(format = Password, min_length = 8, max_length = 128)]

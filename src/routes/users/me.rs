@@ -48,10 +48,13 @@ pub(super) async fn me(AuthUser(principal): AuthUser) -> Json<User> {
 pub(super) struct SessionRead {
     id: Uuid,
     /// When the login happened (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     created_at: String,
     /// The login or last refresh.
+    #[schema(format = DateTime)]
     last_used_at: String,
     /// When the session ends unless refreshed before.
+    #[schema(format = DateTime)]
     expires_at: String,
     client_ip: String,
     user_agent: String,
@@ -136,8 +139,10 @@ pub(super) async fn end_session(
 #[derive(ToSchema)]
 #[schema(as = PasswordChange, example = json!({"current_password": "plum sandwich at noon", "new_password": "a quieter river of bells"}))]
 #[expect(dead_code, reason = "describes the request body for OpenAPI only")]
+#[serde(deny_unknown_fields)]
 pub(super) struct PasswordChange {
-    #[schema(format = Password)]
+    /// At most 128 characters (after NFKC normalisation).
+    #[schema(format = Password, max_length = 128)]
     current_password: String,
     /// The registration rules apply.
     #[schema(format = Password, min_length = 8, max_length = 128)]
