@@ -336,7 +336,10 @@ impl TestApp {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("data").join("test.db");
                 Some((
-                    DatabaseUrl::Sqlite { path },
+                    DatabaseUrl::Sqlite {
+                        path,
+                        read_only: false,
+                    },
                     StorageHandle(Storage::Sqlite(dir)),
                 ))
             }
@@ -379,7 +382,7 @@ impl TestApp {
     /// token and API key tables.
     pub async fn database_contains(&self, needle: &str) -> bool {
         match &self.database_url {
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, .. } => {
                 let dir = path.parent().expect("the database has a folder");
                 std::fs::read_dir(dir)
                     .expect("database folder")
