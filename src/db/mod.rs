@@ -107,6 +107,18 @@ impl BeginWrite for SqlitePool {
     }
 }
 
+/// Whether a SQLite connection coming back to its pool is fit to lend again. After
+/// SQLITE_FULL or an I/O error SQLite may roll the whole transaction back by itself; the
+/// ROLLBACK that sqlx then sends for the dropped transaction fails, and sqlx goes on counting
+/// the connection as inside a transaction, so every later `BEGIN` on it fails: with one writer,
+/// every write would fail (500) until a restart. Such a connection is closed instead, and the
+/// pool opens a fresh one.
+async fn still_in_step(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    // Runs after the queued ROLLBACK of a dropped transaction, so the count below is settled.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
+}
+
 /// Caps the database `conn` writes to at `bytes` (rounded down to whole pages, at least one):
 /// SQLite then refuses a write that would grow the file past it with SQLITE_FULL. A cap below
 /// the current size holds the file at its current size.
@@ -307,6 +319,7 @@ impl Db {
                             Ok(())
                         })
                     })
+                    .after_release(|conn, _meta| Box::pin(still_in_step(conn)))
                     .connect_with(writer_options)
                     .await?;
                 let reader = SqlitePoolOptions::new()
