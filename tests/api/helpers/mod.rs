@@ -10,7 +10,8 @@
 //! - [`server`]: the real binary, started on port 0 and read back from its log, and the
 //!   command line;
 //! - [`net`]: loopback plumbing for black-box tests (raw HTTP, the kernel's view of a socket,
-//!   a TCP proxy that can fail on demand).
+//!   a TCP proxy that can fail on demand);
+//! - [`cluster`]: a PostgreSQL cluster a test owns, to stop and start under load.
 
 #![allow(
     dead_code,
@@ -18,6 +19,7 @@
 )]
 
 pub mod asserts;
+pub mod cluster;
 pub mod net;
 pub mod requests;
 pub mod server;
