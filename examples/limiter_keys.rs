@@ -41,6 +41,7 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 async fn main() {
     let mut config = Config::defaults_for(DatabaseUrl::Sqlite {
         path: "unused.db".into(),
+        read_only: false,
     });
     config.rate_limit_per_minute = 300;
     let limiters = Limiters::new(&config, None);

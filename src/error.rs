@@ -102,6 +102,13 @@ pub enum ApiError {
     RateLimited(Decision),
     #[error("service unavailable")]
     Unavailable { retry_after_secs: u64 },
+    /// The database has no room for a write; reads go on. An operator must free space.
+    #[error("database full")]
+    StorageFull,
+    /// The database accepts no writes (opened read-only, a read-only disk, a standby); reads
+    /// go on.
+    #[error("database read-only")]
+    StorageReadOnly,
     /// Anything unexpected. The cause is logged where the response is built and never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,7 +148,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::StorageFull | ApiError::StorageReadOnly => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,6 +182,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType(msg) => msg,
             ApiError::TooManyRequests { .. } | ApiError::RateLimited(_) => "Too many requests",
             ApiError::Unavailable { .. } => "Service temporarily unavailable",
+            ApiError::StorageFull => {
+                "The database is full: changes cannot be stored until space is freed; reads still work"
+            }
+            ApiError::StorageReadOnly => {
+                "The database is read-only: changes cannot be stored; reads still work"
+            }
             ApiError::Internal(_) => "Internal Server Error",
         }
     }
@@ -229,6 +244,13 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(retry_after_secs.max(1)),
                 );
             }
+            ApiError::StorageFull | ApiError::StorageReadOnly => {
+                // Not a blip: space or a writable database must come back first.
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+                );
+            }
             ApiError::PreconditionFailed { etag } => {
                 if let Ok(value) = HeaderValue::from_str(&etag) {
                     headers.insert(header::ETAG, value);
@@ -255,6 +277,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The `Retry-After` of a write refused by a full or read-only database.
+const STORAGE_RETRY_AFTER_SECS: u64 = 60;
+
 /// The RateLimit fields of draft-ietf-httpapi-ratelimit-headers-06 for `decision`.
 pub fn insert_rate_limit_headers(headers: &mut axum::http::HeaderMap, decision: &Decision) {
     headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
@@ -274,8 +299,8 @@ impl From<auth::Error> for ApiError {
 }
 
 impl From<db::Error> for ApiError {
-    /// An unavailable database is a 503 with Retry-After; everything else is a bug or an
-    /// unexpected state (500). Conflicts and missing rows are mapped at their call sites,
+    /// An unavailable, full or read-only database is a 503 with Retry-After (the last two
+    /// say so in `detail`); everything else is a bug or an unexpected state (500). Conflicts and missing rows are mapped at their call sites,
     /// where their meaning is known; unmapped, they are internal errors too.
     fn from(err: db::Error) -> Self {
         match err {
@@ -290,6 +315,14 @@ impl From<db::Error> for ApiError {
                 ApiError::Unavailable {
                     retry_after_secs: 1,
                 }
+            }
+            db::Error::Full(cause) => {
+                tracing::error!(%cause, "database full: a write was refused");
+                ApiError::StorageFull
+            }
+            db::Error::ReadOnly(cause) => {
+                tracing::warn!(%cause, "database read-only: a write was refused");
+                ApiError::StorageReadOnly
             }
             other => ApiError::internal("database", other),
         }

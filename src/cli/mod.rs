@@ -464,6 +464,12 @@ fn print_config(c: &Config) -> Result<(), Failure> {
         ("HASH_CONCURRENCY", c.hash_concurrency.to_string()),
         ("DB_MAX_CONNECTIONS", c.db_max_connections.to_string()),
         (
+            "SQLITE_MAX_SIZE_MB",
+            c.sqlite_max_size.map_or("(unset)".into(), |bytes| {
+                (bytes / (1024 * 1024)).to_string()
+            }),
+        ),
+        (
             "LOG_FORMAT",
             match c.log_format {
                 crate::config::LogFormat::Pretty => "pretty",

@@ -19,6 +19,9 @@ use crate::domain::username::Username;
 /// and a list-page reader; PostgreSQL a general and a hot-read connection.
 pub const MIN_DB_CONNECTIONS: u32 = 3;
 
+/// The largest `SQLITE_MAX_SIZE_MB`: 16 TiB, about SQLite's own limit with 4 KiB pages.
+pub const SQLITE_MAX_SIZE_CEILING_MB: u64 = 16 * 1024 * 1024;
+
 /// Login throttling thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleConfig {
@@ -63,6 +66,8 @@ pub struct Config {
     pub deleted_retention: Duration,
     pub hash_concurrency: usize,
     pub db_max_connections: u32,
+    /// SQLite only: the most bytes the database file may hold (`SQLITE_MAX_SIZE_MB`).
+    pub sqlite_max_size: Option<u64>,
     pub log_format: LogFormat,
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -312,6 +317,26 @@ impl Config {
                 format!("must be at least {MIN_DB_CONNECTIONS}"),
             );
         }
+        let sqlite_max_size = match (s.sqlite_max_size_mb, &database_url) {
+            (None, _) => None,
+            (Some(_), DatabaseUrl::Postgres(_)) => {
+                return err_at(
+                    "SQLITE_MAX_SIZE_MB",
+                    "applies to a SQLite DATABASE_URL only (PostgreSQL's size is the disk's)",
+                );
+            }
+            (Some(mb), DatabaseUrl::Sqlite { .. })
+                if (1..=SQLITE_MAX_SIZE_CEILING_MB).contains(&mb) =>
+            {
+                Some(mb * 1024 * 1024)
+            }
+            (Some(_), DatabaseUrl::Sqlite { .. }) => {
+                return err_at(
+                    "SQLITE_MAX_SIZE_MB",
+                    format!("must be between 1 and {SQLITE_MAX_SIZE_CEILING_MB}"),
+                );
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hash_concurrency = s.hash_concurrency.unwrap_or(cores);
         if hash_concurrency == 0 {
@@ -375,6 +400,7 @@ impl Config {
             deleted_retention: Duration::from_secs(s.deleted_retention_days * 24 * 3600),
             hash_concurrency,
             db_max_connections: s.db_max_connections,
+            sqlite_max_size,
             log_format: s.log_format,
             metrics_addr,
         })
@@ -420,5 +446,23 @@ mod tests {
         assert!(defaults.jwt_secret_key.is_none() && defaults.admin_password.is_none());
         let config = Config::defaults_for(DatabaseUrl::parse("sqlite://x/y.db").unwrap());
         assert_eq!(config.rate_limit_per_minute, 300);
+    }
+
+    #[test]
+    fn sqlite_max_size_is_mebibytes_for_sqlite_only() {
+        let mut settings = Settings::defaults();
+        settings.sqlite_max_size_mb = Some(2);
+        let config = Config::from_settings(settings.clone()).unwrap();
+        assert_eq!(config.sqlite_max_size, Some(2 * 1024 * 1024));
+        for (mb, url) in [
+            (0, "sqlite://x/y.db"),
+            (SQLITE_MAX_SIZE_CEILING_MB + 1, "sqlite://x/y.db"),
+            (2, "postgres://app@db/emp"),
+        ] {
+            settings.sqlite_max_size_mb = Some(mb);
+            settings.database_url = url.to_owned();
+            let err = Config::from_settings(settings.clone()).unwrap_err();
+            assert_eq!(err.setting, Some("SQLITE_MAX_SIZE_MB"), "{mb} {url}: {err}");
+        }
     }
 }

@@ -31,25 +31,46 @@ impl fmt::Display for Secret {
 /// Where the data lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
-    Sqlite { path: PathBuf },
+    /// A SQLite file; `read_only` (`?mode=ro`): opened without write access, never created,
+    /// every write refused.
+    Sqlite {
+        path: PathBuf,
+        read_only: bool,
+    },
     Postgres(Secret),
 }
 
 impl DatabaseUrl {
-    /// Accepts `sqlite://PATH`, `sqlite:PATH` and `postgres://` / `postgresql://` URLs.
+    /// Accepts `sqlite://PATH[?mode=ro|rw|rwc]`, `sqlite:PATH` and `postgres://` /
+    /// `postgresql://` URLs.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if let Some(rest) = raw
             .strip_prefix("sqlite://")
             .or_else(|| raw.strip_prefix("sqlite:"))
         {
-            let path = rest.split('?').next().unwrap_or_default();
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() || path == ":memory:" {
                 return Err(
                     "DATABASE_URL: a SQLite database needs a file path (sqlite://PATH)".into(),
                 );
             }
+            let mut read_only = false;
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                if key == "mode" {
+                    read_only = match value.as_ref() {
+                        "ro" => true,
+                        "rw" | "rwc" => false,
+                        _ => {
+                            return Err(
+                                "DATABASE_URL: a SQLite mode is ro (read-only), rw or rwc".into()
+                            );
+                        }
+                    };
+                }
+            }
             return Ok(DatabaseUrl::Sqlite {
                 path: PathBuf::from(path),
+                read_only,
             });
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
@@ -69,7 +90,10 @@ impl fmt::Display for DatabaseUrl {
     /// Shows the URL with any password replaced by `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DatabaseUrl::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Sqlite { path, read_only } => {
+                let mode = if *read_only { "?mode=ro" } else { "" };
+                write!(f, "sqlite://{}{mode}", path.display())
+            }
             DatabaseUrl::Postgres(url) => f.write_str(&mask_url_secrets(url.expose())),
         }
     }
@@ -138,5 +162,31 @@ mod tests {
         assert!(DatabaseUrl::parse("sqlite://data/x.db").is_ok());
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn mode_ro_opens_a_sqlite_database_read_only() {
+        let url = DatabaseUrl::parse("sqlite://data/x.db?mode=ro").unwrap();
+        assert_eq!(
+            url,
+            DatabaseUrl::Sqlite {
+                path: "data/x.db".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(url.to_string(), "sqlite://data/x.db?mode=ro");
+        for writable in ["sqlite://data/x.db", "sqlite:data/x.db?mode=rwc"] {
+            assert!(
+                matches!(
+                    DatabaseUrl::parse(writable),
+                    Ok(DatabaseUrl::Sqlite {
+                        read_only: false,
+                        ..
+                    })
+                ),
+                "{writable}"
+            );
+        }
+        assert!(DatabaseUrl::parse("sqlite://data/x.db?mode=memory").is_err());
     }
 }

@@ -211,6 +211,10 @@ pub struct Settings {
     /// list-page reader per CPU core (at most 4).
     #[arg(long, global = true, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// SQLite only: the most MiB the database file may grow to; a write that needs more is
+    /// answered 503 "database full", as on a full disk (unset: no cap but the disk's).
+    #[arg(long, global = true, env = "SQLITE_MAX_SIZE_MB")]
+    pub sqlite_max_size_mb: Option<u64>,
     /// pretty or json.
     #[arg(
         long,

@@ -20,6 +20,16 @@ pub enum Error {
     /// The row the operation names does not exist.
     #[error("not found")]
     NotFound,
+    /// The database has no room for the write: SQLite's file reached `SQLITE_MAX_SIZE_MB` or
+    /// the disk is full (SQLITE_FULL), PostgreSQL's disk is full (53100). Reads still work;
+    /// nothing was stored. The text is for logs.
+    #[error("database full: {0}")]
+    Full(String),
+    /// The database accepts no writes: a SQLite file opened read-only (`?mode=ro`, a read-only
+    /// mount or file), a PostgreSQL standby or read-only transaction (25006). Reads still
+    /// work; nothing was stored. The text is for logs.
+    #[error("database read-only: {0}")]
+    ReadOnly(String),
     /// Anything else: a bug or an unexpected state. The text is for logs, never for clients.
     #[error("{0}")]
     Other(String),
@@ -43,19 +53,37 @@ fn postgres_unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
+/// PostgreSQL's disk_full.
+const PG_DISK_FULL: &str = "53100";
+/// PostgreSQL's read_only_sql_transaction (a standby, `default_transaction_read_only`).
+const PG_READ_ONLY: &str = "25006";
+
 /// SQLite's result code for a statement stopped by `sqlite3_interrupt`.
 const SQLITE_INTERRUPT: i32 = 9;
+/// SQLite's primary result codes for a write refused by a read-only database, and by a full
+/// one (the disk, or `max_page_count`).
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_FULL: i32 = 13;
 
-/// SQLite primary result codes that mean "cannot serve now": BUSY, LOCKED, READONLY, IOERR,
-/// CORRUPT is not one of them (that is a bug or damage), FULL, CANTOPEN.
+/// SQLite primary result codes that mean "cannot serve now": BUSY, LOCKED, IOERR, CANTOPEN.
+/// CORRUPT is not one of them (that is a bug or damage); FULL and READONLY have their own kinds.
 fn sqlite_unavailable(primary: i32) -> bool {
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
-    const READONLY: i32 = 8;
     const IOERR: i32 = 10;
-    const FULL: i32 = 13;
     const CANTOPEN: i32 = 14;
-    matches!(primary, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)
+    matches!(primary, BUSY | LOCKED | IOERR | CANTOPEN)
+}
+
+/// The kind of a SQLite failure with primary result code `primary`; `text` is for logs.
+fn sqlite_error(primary: i32, text: String) -> Error {
+    match primary {
+        SQLITE_INTERRUPT => Error::TimedOut(text),
+        SQLITE_FULL => Error::Full(text),
+        SQLITE_READONLY => Error::ReadOnly(text),
+        primary if sqlite_unavailable(primary) => Error::Unavailable(text),
+        _ => Error::Other(text),
+    }
 }
 
 /// A failure to open a PostgreSQL connection as one line that says what to do, without the
@@ -118,7 +146,11 @@ impl Error {
     /// The cause alone, without the kind's prefix: for one-line messages.
     pub fn reason(&self) -> String {
         match self {
-            Error::Unavailable(text) | Error::TimedOut(text) | Error::Other(text) => text.clone(),
+            Error::Unavailable(text)
+            | Error::TimedOut(text)
+            | Error::Full(text)
+            | Error::ReadOnly(text)
+            | Error::Other(text) => text.clone(),
             other => other.to_string(),
         }
     }
@@ -142,16 +174,15 @@ impl From<sqlx::Error> for Error {
                     match &*code {
                         // query_canceled: statement_timeout.
                         "57014" => Error::TimedOut(err.to_string()),
+                        PG_DISK_FULL => Error::Full(err.to_string()),
+                        PG_READ_ONLY => Error::ReadOnly(err.to_string()),
                         code if postgres_unavailable(code) => Error::Unavailable(err.to_string()),
                         _ => Error::Other(err.to_string()),
                     }
                 } else {
-                    match code.parse::<i32>().map(|extended| extended & 0xff) {
-                        Ok(SQLITE_INTERRUPT) => Error::TimedOut(err.to_string()),
-                        Ok(primary) if sqlite_unavailable(primary) => {
-                            Error::Unavailable(err.to_string())
-                        }
-                        _ => Error::Other(err.to_string()),
+                    match code.parse::<i32>() {
+                        Ok(extended) => sqlite_error(extended & 0xff, err.to_string()),
+                        Err(_) => Error::Other(err.to_string()),
                     }
                 }
             }
@@ -168,11 +199,8 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::SqliteFailure(e, _) if UNIQUE.contains(&e.extended_code) => {
                 Error::Conflict
             }
-            rusqlite::Error::SqliteFailure(e, _) if e.extended_code & 0xff == SQLITE_INTERRUPT => {
-                Error::TimedOut(err.to_string())
-            }
-            rusqlite::Error::SqliteFailure(e, _) if sqlite_unavailable(e.extended_code & 0xff) => {
-                Error::Unavailable(err.to_string())
+            rusqlite::Error::SqliteFailure(e, _) => {
+                sqlite_error(e.extended_code & 0xff, err.to_string())
             }
             _ => Error::Other(err.to_string()),
         }
@@ -216,13 +244,30 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_full_busy_and_read_only_are_unavailable() {
-        for primary in [5, 8, 10, 13] {
+    fn sqlite_busy_and_io_errors_are_unavailable() {
+        for primary in [5, 6, 10, 14] {
             assert!(sqlite_unavailable(primary), "{primary}");
         }
         // SQLITE_ERROR (1), SQLITE_CORRUPT (11), SQLITE_CONSTRAINT (19): not "try later".
         for primary in [1, 11, 19] {
             assert!(!sqlite_unavailable(primary), "{primary}");
         }
+    }
+
+    #[test]
+    fn a_full_or_read_only_database_is_its_own_kind_on_both_backends() {
+        assert!(matches!(sqlite_error(13, String::new()), Error::Full(_)));
+        assert!(matches!(sqlite_error(8, String::new()), Error::ReadOnly(_)));
+        // SQLITE_READONLY_DBMOVED (1032) and the like carry the primary code in the low byte.
+        assert!(matches!(
+            sqlite_error(1032 & 0xff, String::new()),
+            Error::ReadOnly(_)
+        ));
+        let rusqlite_full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(13),
+            Some("database or disk is full".into()),
+        );
+        assert!(matches!(Error::from(rusqlite_full), Error::Full(_)));
+        assert!(!postgres_unavailable(PG_DISK_FULL) && !postgres_unavailable(PG_READ_ONLY));
     }
 }

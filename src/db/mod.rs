@@ -108,6 +108,35 @@ impl BeginWrite for SqlitePool {
     }
 }
 
+/// Whether a SQLite connection coming back to its pool is fit to lend again. After
+/// SQLITE_FULL or an I/O error SQLite may roll the whole transaction back by itself; the
+/// ROLLBACK that sqlx then sends for the dropped transaction fails, and sqlx goes on counting
+/// the connection as inside a transaction, so every later `BEGIN` on it fails: with one writer,
+/// every write would fail (500) until a restart. Such a connection is closed instead, and the
+/// pool opens a fresh one.
+async fn still_in_step(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    // Runs after the queued ROLLBACK of a dropped transaction, so the count below is settled.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
+}
+
+/// Caps the database `conn` writes to at `bytes` (rounded down to whole pages, at least one):
+/// SQLite then refuses a write that would grow the file past it with SQLITE_FULL. A cap below
+/// the current size holds the file at its current size.
+async fn limit_size(conn: &mut sqlx::SqliteConnection, bytes: u64) -> Result<(), sqlx::Error> {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = (bytes / page_size.max(1) as u64).max(1);
+    // A pragma takes no bound parameters; `pages` is an integer we computed.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA max_page_count = {pages}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// How `DB_MAX_CONNECTIONS` is shared between a backend's connection sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sizes {
@@ -138,22 +167,63 @@ impl Sizes {
     }
 }
 
+/// How [`Db::connect_with`] sizes and bounds its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbOptions {
+    /// Connections in all (raised to [`MIN_DB_CONNECTIONS`] when lower).
+    pub max_connections: u32,
+    /// PostgreSQL: statements are cancelled by the server after this long (the server sets it
+    /// below its request timeout, so a query does not outlive the request that asked for it).
+    /// Migrations are not bound by it.
+    pub statement_timeout: Option<Duration>,
+    /// SQLite: the most bytes the database file may hold (`PRAGMA max_page_count` on the
+    /// writer); a write that needs more is refused as [`Error::Full`], as on a full disk.
+    pub sqlite_max_size: Option<u64>,
+}
+
+impl DbOptions {
+    /// `max_connections` connections, no other bound.
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            statement_timeout: None,
+            sqlite_max_size: None,
+        }
+    }
+}
+
 impl Db {
     /// Opens the pools, with at most `max_connections` connections in all (raised to
     /// [`MIN_DB_CONNECTIONS`] when lower). SQLite files (and their folder) are created when
-    /// missing.
+    /// missing, unless the URL says `mode=ro`.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, Error> {
-        Self::connect_with_timeout(url, max_connections, None).await
+        Self::connect_with(url, DbOptions::new(max_connections)).await
     }
 
     /// [`Db::connect`], with PostgreSQL statements cancelled by the server after
-    /// `statement_timeout` (the server sets it below its request timeout, so a query does not
-    /// outlive the request that asked for it). Migrations are not bound by it.
+    /// `statement_timeout` (see [`DbOptions::statement_timeout`]).
     pub async fn connect_with_timeout(
         url: &DatabaseUrl,
         max_connections: u32,
         statement_timeout: Option<Duration>,
     ) -> Result<Self, Error> {
+        Self::connect_with(
+            url,
+            DbOptions {
+                statement_timeout,
+                ..DbOptions::new(max_connections)
+            },
+        )
+        .await
+    }
+
+    /// Opens the pools as `options` say.
+    pub async fn connect_with(url: &DatabaseUrl, options: DbOptions) -> Result<Self, Error> {
+        let DbOptions {
+            max_connections,
+            statement_timeout,
+            sqlite_max_size,
+        } = options;
         let max_connections = max_connections.max(MIN_DB_CONNECTIONS);
         let outages = Arc::new(Outages::new());
         let backend = match url {
@@ -197,17 +267,26 @@ impl Db {
                     migrations: Box::new(migrations),
                 }
             }
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, read_only } => {
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
                 let sizes = Sizes::sqlite(max_connections, cores);
-                // Password hashes and dates of birth: a folder and file only their owner reads
-                // (SQLite gives `-wal` and `-shm` the database file's mode).
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    files::create_private_dir(parent)
-                        .map_err(|e| Error::other(&parent.display().to_string(), e))?;
+                if *read_only {
+                    if !path.is_file() {
+                        return Err(Error::Unavailable(format!(
+                            "{} does not exist (a database opened with mode=ro is never created)",
+                            path.display()
+                        )));
+                    }
+                } else {
+                    // Password hashes and dates of birth: a folder and file only their owner
+                    // reads (SQLite gives `-wal` and `-shm` the database file's mode).
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        files::create_private_dir(parent)
+                            .map_err(|e| Error::other(&parent.display().to_string(), e))?;
+                    }
+                    files::create_private_file(path)
+                        .map_err(|e| Error::other(&path.display().to_string(), e))?;
                 }
-                files::create_private_file(path)
-                    .map_err(|e| Error::other(&path.display().to_string(), e))?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .busy_timeout(Duration::from_secs(5))
@@ -218,17 +297,31 @@ impl Db {
                     // counts in the process's resident memory (128 MiB x 9 connections measured
                     // 956 MB RSS under the benchmark).
                     .pragma("mmap_size", "16777216");
+                let writer_options = if *read_only {
+                    // Every write is refused by SQLite itself (SQLITE_READONLY): Error::ReadOnly.
+                    options.clone().read_only(true)
+                } else {
+                    options
+                        .clone()
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        // WAL + FULL: the WAL is fsynced at every commit, before the write is
+                        // acknowledged, so it survives a killed process and a power loss alike.
+                        .synchronous(SqliteSynchronous::Full)
+                };
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(
-                        options
-                            .clone()
-                            .create_if_missing(true)
-                            .journal_mode(SqliteJournalMode::Wal)
-                            // An acknowledged write survives a power loss.
-                            .synchronous(SqliteSynchronous::Full),
-                    )
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            if let Some(bytes) = sqlite_max_size {
+                                limit_size(conn, bytes).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .after_release(|conn, _meta| Box::pin(still_in_step(conn)))
+                    .connect_with(writer_options)
                     .await?;
                 let reader = SqlitePoolOptions::new()
                     .max_connections(sizes.general)
@@ -262,7 +355,7 @@ impl Db {
                 let _ = conn.close().await;
                 Ok(format!("PostgreSQL {version} answers"))
             }
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, read_only } => {
                 if path.exists() {
                     let options = SqliteConnectOptions::new().filename(path).read_only(true);
                     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
@@ -270,7 +363,14 @@ impl Db {
                         .fetch_one(&mut conn)
                         .await?;
                     let _ = conn.close().await;
-                    return Ok(format!("{} opens", path.display()));
+                    let mode = if *read_only { " read-only" } else { "" };
+                    return Ok(format!("{} opens{mode}", path.display()));
+                }
+                if *read_only {
+                    return Err(Error::Unavailable(format!(
+                        "{} does not exist (a database opened with mode=ro is never created)",
+                        path.display()
+                    )));
                 }
                 // The nearest folder that exists must be writable for the file to be created.
                 let mut folder = path.parent();

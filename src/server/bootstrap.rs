@@ -18,7 +18,7 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
     if let Some(secret) = &config.jwt_secret {
         return Ok(secret.clone());
     }
-    let DatabaseUrl::Sqlite { path } = &config.database_url else {
+    let DatabaseUrl::Sqlite { path, .. } = &config.database_url else {
         return Err(StartupError(
             "JWT_SECRET_KEY: required with PostgreSQL".into(),
         ));
@@ -54,7 +54,8 @@ pub fn resolve_secret(config: &Config) -> Result<Secret, StartupError> {
 /// others, too short), found without creating anything: `serve` checks it before binding,
 /// `employee-api config` as part of its checks.
 pub fn check_secret_file(config: &Config) -> Result<(), StartupError> {
-    let (None, DatabaseUrl::Sqlite { path }) = (&config.jwt_secret, &config.database_url) else {
+    let (None, DatabaseUrl::Sqlite { path, .. }) = (&config.jwt_secret, &config.database_url)
+    else {
         return Ok(());
     };
     let file = secret_file_for(path);
@@ -174,7 +175,7 @@ fn hand_over_generated_password(
 /// database, or in the working directory with PostgreSQL.
 pub fn admin_password_file_for(config: &Config) -> PathBuf {
     match &config.database_url {
-        DatabaseUrl::Sqlite { path } => {
+        DatabaseUrl::Sqlite { path, .. } => {
             let mut name = path.as_os_str().to_owned();
             name.push(".admin-password");
             PathBuf::from(name)
@@ -205,6 +206,7 @@ mod tests {
     fn config_at(dir: &Path) -> Config {
         Config::defaults_for(DatabaseUrl::Sqlite {
             path: dir.join("employees.db"),
+            read_only: false,
         })
     }
 

@@ -19,7 +19,11 @@ pub use bootstrap::{
 pub use connections::{default_max_connections, raise_fd_limit};
 pub use listener::{FIRST_BYTES_DEADLINE, IDLE_TIMEOUT, SHUTDOWN_DEADLINE, serve, shutdown_signal};
 
-use crate::{app::AppState, config::Config, db::Db};
+use crate::{
+    app::AppState,
+    config::Config,
+    db::{Db, DbOptions},
+};
 
 /// A start-up failure, printed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +47,13 @@ fn statement_timeout(request_timeout: Duration) -> Duration {
 pub async fn connect_database(config: &Config) -> Result<Db, StartupError> {
     tokio::time::timeout(
         Duration::from_secs(15),
-        Db::connect_with_timeout(
+        Db::connect_with(
             &config.database_url,
-            config.db_max_connections,
-            Some(statement_timeout(config.request_timeout)),
+            DbOptions {
+                max_connections: config.db_max_connections,
+                statement_timeout: Some(statement_timeout(config.request_timeout)),
+                sqlite_max_size: config.sqlite_max_size,
+            },
         ),
     )
     .await

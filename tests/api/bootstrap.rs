@@ -36,7 +36,7 @@ mod without_admin_password_a_random_one_is_generated_and_adminpassword_never_wor
         assert_eq!(admins.len(), 1);
         assert!(admins[0].is_admin);
         assert_eq!(admins[0].username.as_str(), "admin");
-        let DatabaseUrl::Sqlite { path } = &app.database_url else {
+        let DatabaseUrl::Sqlite { path, .. } = &app.database_url else {
             unreachable!()
         };
         let file = employee_api::server::admin_password_file_for(&app.state.config);
@@ -159,7 +159,7 @@ db_test!(
 #[tokio::test]
 async fn generated_secret_is_kept_in_a_private_file_and_survives_a_restart() {
     let (url, _keep) = TestApp::fresh_database(Backend::Sqlite).await.unwrap();
-    let DatabaseUrl::Sqlite { path } = &url else {
+    let DatabaseUrl::Sqlite { path, .. } = &url else {
         unreachable!()
     };
     let mut config = test_config(url.clone());

@@ -494,7 +494,7 @@ db_test!(
                 let mut conn = sqlx::PgConnection::connect(url.expose()).await.unwrap();
                 sqlx::query(sql).execute(&mut conn).await.is_err()
             }
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, .. } => {
                 let mut conn =
                     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                         .await
@@ -513,7 +513,7 @@ db_test!(
                     .await
                     .is_ok()
             }
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, .. } => {
                 let mut conn =
                     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
                         .await
@@ -535,7 +535,7 @@ async fn the_sqlite_database_and_its_folder_are_owner_only() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite)
         .await
         .unwrap();
-    let employee_api::config::DatabaseUrl::Sqlite { path } = &app.database_url else {
+    let employee_api::config::DatabaseUrl::Sqlite { path, .. } = &app.database_url else {
         unreachable!()
     };
     let admin = app.admin_token().await;

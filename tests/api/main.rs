@@ -11,6 +11,7 @@ mod bootstrap;
 mod browser;
 mod cli;
 mod connections;
+mod crash;
 mod employees;
 mod first_hour;
 mod floods;

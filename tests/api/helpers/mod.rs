@@ -10,7 +10,8 @@
 //! - [`server`]: the real binary, started on port 0 and read back from its log, and the
 //!   command line;
 //! - [`net`]: loopback plumbing for black-box tests (raw HTTP, the kernel's view of a socket,
-//!   a TCP proxy that can fail on demand).
+//!   a TCP proxy that can fail on demand);
+//! - [`cluster`]: a PostgreSQL cluster a test owns, to stop and start under load.
 
 #![allow(
     dead_code,
@@ -18,6 +19,7 @@
 )]
 
 pub mod asserts;
+pub mod cluster;
 pub mod net;
 pub mod requests;
 pub mod server;
@@ -336,7 +338,10 @@ impl TestApp {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("data").join("test.db");
                 Some((
-                    DatabaseUrl::Sqlite { path },
+                    DatabaseUrl::Sqlite {
+                        path,
+                        read_only: false,
+                    },
                     StorageHandle(Storage::Sqlite(dir)),
                 ))
             }
@@ -379,7 +384,7 @@ impl TestApp {
     /// token and API key tables.
     pub async fn database_contains(&self, needle: &str) -> bool {
         match &self.database_url {
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, .. } => {
                 let dir = path.parent().expect("the database has a folder");
                 std::fs::read_dir(dir)
                     .expect("database folder")

@@ -386,6 +386,14 @@ impl Server {
         self.sigterm().await;
         self.wait_for_exit().await
     }
+
+    /// Kills the server with SIGKILL (no handler, no flush: what a crash or the OOM killer
+    /// does) and returns how it exited and all it printed.
+    pub async fn kill(mut self) -> Stopped {
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL the server");
+        self.wait_for_exit().await
+    }
 }
 
 impl Drop for Server {
