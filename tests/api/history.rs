@@ -62,7 +62,7 @@ async fn all_pages(app: &Instance, token: &str, path: &str) -> Vec<Value> {
 /// Runs `sql` directly on the app's database (as an attacker with write access would).
 async fn execute_sql(app: &TestApp, sql: &str) {
     match &app.database_url {
-        DatabaseUrl::Sqlite { path } => {
+        DatabaseUrl::Sqlite { path, .. } => {
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap();
@@ -86,7 +86,7 @@ async fn execute_sql(app: &TestApp, sql: &str) {
 /// `DATABASE_URL` for running the binary on the app's database.
 fn cli_database_url(app: &TestApp) -> String {
     match &app.database_url {
-        DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
         DatabaseUrl::Postgres(url) => url.expose().to_owned(),
     }
 }
