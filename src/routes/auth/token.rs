@@ -196,6 +196,9 @@ async fn password_grant(
     let allowed = Scopes::allowed_for(user.is_admin);
     let scopes = requested.map_or(allowed, |asked| asked.intersect(allowed));
     let refresh_token = SecretKeys::new_refresh_token();
+    // One clock reading for the session's ends and the response's `refresh_expires_in`, so a
+    // second boundary between them cannot make a fresh login say 604799.
+    let now = unix_now();
     let session = state
         .db
         .create_session(
@@ -206,13 +209,13 @@ async fn password_grant(
                 user_agent: user_agent(headers),
                 refresh_hash: SecretKeys::refresh_hash(&refresh_token),
             },
-            unix_now(),
+            now,
             state.session_lifetimes(),
             &origin.anonymous(),
         )
         .await?;
     tracing::info!(event = "authn_login_success", user_id = user.id, username = %user.username, session_id = %session.id, client_ip = %ip, "login");
-    issue(state, &user, &session, scopes, refresh_token)
+    issue(state, &user, &session, scopes, refresh_token, now)
 }
 
 /// The user whose password this is, throttled: every submitted name is throttled the same
@@ -283,12 +286,13 @@ async fn refresh_grant(
         return Err(ApiError::InvalidGrant);
     }
     let successor = state.secrets.successor_of(&presented);
+    let now = unix_now();
     let outcome = state
         .db
         .refresh_session(
             &SecretKeys::refresh_hash(&presented),
             &SecretKeys::refresh_hash(&successor),
-            unix_now(),
+            now,
             state.session_lifetimes(),
             &origin.anonymous(),
         )
@@ -323,23 +327,24 @@ async fn refresh_grant(
         }
     };
     tracing::info!(event = "authn_token_refresh", user_id = user.id, session_id = %session.id, client_ip = %ip, outcome = event, "refresh");
-    issue(state, &user, &session, scopes, successor)
+    issue(state, &user, &session, scopes, successor, now)
 }
 
-/// The token response for `session`.
+/// The token response for `session`, as of `now` (the time its ends were computed from).
 fn issue(
     state: &AppState,
     user: &User,
     session: &Session,
     scopes: Scopes,
     refresh_token: String,
+    now: i64,
 ) -> Result<Token, ApiError> {
     Ok(Token {
         access_token: state.tokens.issue(user.id, session.id, scopes)?,
         token_type: "bearer",
         expires_in: state.tokens.ttl().as_secs(),
         refresh_token,
-        refresh_expires_in: (session.refresh_expires_at() - unix_now()).max(0),
+        refresh_expires_in: (session.refresh_expires_at() - now).max(0),
         scope: scopes.to_string(),
     })
 }
