@@ -150,6 +150,27 @@ impl ViewerRow {
     }
 }
 
+/// Inserts employee `$e` (with its folded place) on transaction `$tx`, of either backend: a
+/// create and a restore write the same row.
+macro_rules! insert_employee {
+    ($tx:expr, $e:expr) => {
+        sqlx::query(
+            "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind($e.emp_id)
+        .bind($e.id)
+        .bind($e.emp_name.as_str())
+        .bind($e.city.as_str())
+        .bind($e.country.as_str())
+        .bind($e.emp_dob)
+        .bind(fold(&$e.city))
+        .bind(fold(&$e.country))
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
 impl Db {
     /// Inserts an employee ([`Error::Conflict`] when the `emp_id` is taken), recording it.
     pub async fn insert_employee(
@@ -168,20 +189,7 @@ impl Db {
         let seq = on_pool!(self, write, |pool| {
             async {
                 let mut tx = pool.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(e.emp_id)
-                .bind(e.id)
-                .bind(e.emp_name.as_str())
-                .bind(e.city.as_str())
-                .bind(e.country.as_str())
-                .bind(e.emp_dob)
-                .bind(fold(&e.city))
-                .bind(fold(&e.country))
-                .execute(&mut *tx)
-                .await?;
+                insert_employee!(tx, e);
                 let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
                 tx.commit().await?;
                 Ok::<i64, sqlx::Error>(seqs[0])
@@ -419,20 +427,7 @@ impl Db {
                 let Some(mut e) = row.map(|r| DeletedEmployee::from(r).employee) else {
                     return Ok(None);
                 };
-                sqlx::query(
-                    "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(e.emp_id)
-                .bind(e.id)
-                .bind(e.emp_name.as_str())
-                .bind(e.city.as_str())
-                .bind(e.country.as_str())
-                .bind(e.emp_dob)
-                .bind(fold(&e.city))
-                .bind(fold(&e.country))
-                .execute(&mut *tx)
-                .await?;
+                insert_employee!(tx, e);
                 sqlx::query("DELETE FROM deleted_employees WHERE id = $1")
                     .bind(e.id)
                     .execute(&mut *tx)
