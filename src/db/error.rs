@@ -156,6 +156,9 @@ impl Error {
     }
 }
 
+/// How sqlx words a PostgreSQL server's unexpected answer to a new connection's SSLRequest.
+const SSL_REQUEST_REFUSED: &str = "unexpected response from SSLRequest";
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -164,6 +167,12 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::Unavailable(err.to_string()),
+            // A PostgreSQL server shutting down or starting up can answer a new connection's
+            // first message (SSLRequest) with a bare 0 or nothing sqlx expects: seen in the
+            // restart test as a 500. Like a refused connection, it is an unavailable database.
+            sqlx::Error::Protocol(msg) if msg.starts_with(SSL_REQUEST_REFUSED) => {
+                Error::Unavailable(err.to_string())
+            }
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or(Cow::Borrowed(""));
@@ -241,6 +250,14 @@ mod tests {
         for code in ["42601", "23505", "22001", "57014"] {
             assert!(!postgres_unavailable(code), "{code}");
         }
+    }
+
+    #[test]
+    fn a_refused_connection_handshake_is_unavailable_and_other_protocol_errors_are_not() {
+        let refused = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(matches!(Error::from(refused), Error::Unavailable(_)));
+        let other = sqlx::Error::Protocol("unexpected message".into());
+        assert!(matches!(Error::from(other), Error::Other(_)));
     }
 
     #[test]
