@@ -28,12 +28,18 @@ const PROGRESS_TEMPLATE: &str = "{bar:24} {human_pos:>10}/{human_len} rows {rate
 
 pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(), Failure> {
     let db = server::open_database(&config).await?;
+    let done = employees_command(&db, cmd).await;
+    super::seal_audit(&db).await;
+    done
+}
+
+async fn employees_command(db: &Db, cmd: EmployeesCommand) -> Result<(), Failure> {
     match cmd {
         EmployeesCommand::Import {
             file,
             dry_run,
             on_conflict,
-        } => import(&db, &file, dry_run, on_conflict).await,
+        } => import(db, &file, dry_run, on_conflict).await,
         EmployeesCommand::Export {
             format,
             city,
@@ -82,7 +88,7 @@ pub(super) async fn employees(config: Config, cmd: EmployeesCommand) -> Result<(
             let mut buf = Vec::new();
             let mut total = 0u64;
             while let Some(query) = next {
-                let (rows, after) = export_page(&db, &query)
+                let (rows, after) = export_page(db, &query)
                     .await
                     .map_err(|e| failure(format!("database: {e}")))?;
                 buf.clear();

@@ -300,6 +300,15 @@ fn warn_secret_flags(origins: &Origins) {
     }
 }
 
+/// Seals the audit entries a command recorded, so they are in the chain when it exits (a running
+/// server would seal them within a second anyway). A failure is only worth a warning: the
+/// entries are committed, and the next sealer takes them.
+async fn seal_audit(db: &crate::db::Db) {
+    if let Err(e) = db.seal().await {
+        tracing::warn!(error = %e, "the audit entries of this command are recorded but not yet sealed");
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let command = cli.command.unwrap_or(Command::Serve);

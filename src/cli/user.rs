@@ -64,7 +64,13 @@ async fn find(db: &Db, raw: &str) -> Result<User, Failure> {
 }
 
 pub(super) async fn user(config: Config, cmd: UserCommand) -> Result<(), Failure> {
-    let db = &server::open_database(&config).await?;
+    let db = server::open_database(&config).await?;
+    let done = user_command(&config, &db, cmd).await;
+    super::seal_audit(&db).await;
+    done
+}
+
+async fn user_command(config: &Config, db: &Db, cmd: UserCommand) -> Result<(), Failure> {
     // Only what account management needs: the password rules and the hasher.
     let policy = PasswordPolicy::new(config.password_min_length);
     let hasher = PasswordHasher::new(1).map_err(|e| failure(e.to_string()))?;

@@ -1,27 +1,45 @@
-//! The audit trail in the database: appending inside the caller's transaction, reading pages
-//! of it, erasing a person's values, and walking the chain to verify it.
+//! The audit trail in the database: recording entries inside the caller's transaction,
+//! sealing them into the hash chain once they are committed, reading pages of it, erasing a
+//! person's values, and walking the chain to verify it.
 //!
-//! Appending locks the chain's head row (`audit_head`) until the transaction commits: that is
-//! what makes sequence numbers follow commit order, so a reader of `seq > N` never sees a
-//! later number before an earlier one becomes visible. It also serializes audited writes; the
-//! lock is taken as late as possible (after the change itself) and held for two statements and
-//! the commit.
+//! Recording and sealing are two steps, so that audited writes do not wait for each other:
+//!
+//! 1. **Record** ([`Append`]): a write inserts its entries into `audit_pending`, unnumbered,
+//!    in its own transaction (the entry commits or rolls back with the change); an employee
+//!    record takes its entry's id as its version. No row is shared between writers, so their
+//!    commits overlap (and share WAL flushes).
+//! 2. **Seal** ([`Db::seal`]): the server, woken by its writes, moves committed pending entries
+//!    into `audit_entries` in batches. One transaction locks the chain's head, numbers the
+//!    entries after it, hashes each with its predecessor and deletes them from `audit_pending`.
+//!    Only committed entries get numbers, and every batch's numbers follow the previous batch's,
+//!    so a reader of `seq > N` never sees a number before a lower one is visible: the change
+//!    feed has no gaps to skip. Readers of the trail seal first, so they see every write that
+//!    was acknowledged before they asked.
+//!
+//! What bounds audited writes is then the sealer, one batch (up to [`SEAL_BATCH`] entries) per
+//! transaction, not a lock held across every write's commit.
 
 use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Error, on_pool};
+use super::{Backend, BeginWrite, Db, Error, on_pool};
 use crate::domain::{
-    audit::{ActorKind, AuditContext, Broken, NewEntry, Personal, Public, Sealed, Verifier},
+    audit::{
+        Action, ActorKind, AuditContext, Broken, NewEntry, Personal, Public, Sealed, Unsealed,
+        Verifier,
+    },
     clock::unix_millis,
 };
 
-/// Appends entries to the chain inside the connection's open transaction.
+/// Records entries inside the connection's open transaction.
 pub(super) trait Append {
-    /// Seals `entries` after the current head and stores them; returns their sequence
-    /// numbers, in order. The employee record of an entry that leaves it in place (create,
-    /// update, restore, import) takes the entry's number as its version, in the same
-    /// statement.
+    /// Records `entries` as pending (see the module's documentation); returns their ids, in
+    /// order. The id of an entry that leaves an employee record in place (create, update,
+    /// restore, import) is the record's new version: the caller writes it with the record.
+    ///
+    /// Callers append *before* they write the employee row: that write updates the employee
+    /// counters (a row every create and delete shares), and each statement after it would
+    /// keep other writers waiting on that row until the commit.
     async fn append(
         &mut self,
         ctx: &AuditContext,
@@ -30,72 +48,145 @@ pub(super) trait Append {
     ) -> Result<Vec<i64>, sqlx::Error>;
 }
 
+/// The columns of a pending entry as bound by [`bind_pending!`] to `$1` .. `$15`: for
+/// PostgreSQL statements that record an entry together with the change it is about.
+pub(super) const PENDING_COLUMNS: &str = "at, actor_type, actor_id, session_id, client_ip, \
+    request_id, action, target_type, target_id, record_id, fields, personal_hash, salt, data, lists";
+pub(super) const PENDING_PARAMS: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15";
+
+/// Binds the values of `$entry` (a [`NewEntry`]) recorded by `$ctx` at `$at` to `$query`'s
+/// first 15 parameters, in [`PENDING_COLUMNS`] order.
+macro_rules! bind_pending {
+    ($query:expr, $ctx:expr, $entry:expr, $at:expr) => {{
+        let action = $entry.action;
+        let u = $entry.prepare($ctx, $at);
+        let (salt, data) = u.personal.map(|p| (p.salt, p.data)).unzip();
+        $query
+            .bind($at)
+            .bind($ctx.actor.as_str())
+            .bind($ctx.actor_id)
+            .bind($ctx.session_id)
+            .bind($ctx.client_ip.clone())
+            .bind($ctx.request_id.clone())
+            .bind(action.as_str())
+            .bind(u.public.target_type)
+            .bind(u.public.target_id)
+            .bind(u.public.record_id)
+            .bind(u.public.fields)
+            .bind(u.public.personal_hash)
+            .bind(salt)
+            .bind(data)
+            .bind(action.changes_employees())
+    }};
+}
+pub(super) use bind_pending;
+
+/// Seals pending entries inside the connection's open write transaction.
+trait Seal {
+    /// Seals up to [`SEAL_BATCH`] pending entries after the head; how many it sealed.
+    async fn seal_batch(&mut self) -> Result<usize, sqlx::Error>;
+}
+
+/// Pending entries sealed per transaction.
+pub const SEAL_BATCH: usize = 1_000;
+
 const LOCK_HEAD_PG: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+const READ_PENDING: &str = "SELECT id, at, actor_type, actor_id, session_id, client_ip, \
+    request_id, action, target_type, target_id, record_id, fields, personal_hash, salt, data, \
+    erased_at FROM audit_pending ORDER BY id LIMIT $1";
 
-/// Seals `entries` one after the other from the head (`seq`, `hash`).
-fn seal_all(
-    ctx: &AuditContext,
-    entries: Vec<NewEntry>,
-    head: (i64, Vec<u8>),
-    at_millis: i64,
-) -> Vec<Sealed> {
+/// A pending entry as stored.
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    at: i64,
+    actor_type: String,
+    actor_id: Option<i64>,
+    session_id: Option<Uuid>,
+    client_ip: Option<String>,
+    request_id: Option<String>,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    record_id: Option<Uuid>,
+    fields: String,
+    personal_hash: Option<Vec<u8>>,
+    salt: Option<Vec<u8>>,
+    data: Option<String>,
+    erased_at: Option<i64>,
+}
+
+impl From<PendingRow> for Unsealed {
+    fn from(r: PendingRow) -> Self {
+        Unsealed {
+            public: Public {
+                seq: 0,
+                at: r.at,
+                actor: ActorKind::parse(&r.actor_type),
+                actor_id: r.actor_id,
+                session_id: r.session_id,
+                client_ip: r.client_ip,
+                request_id: r.request_id,
+                action: r.action,
+                target_type: r.target_type,
+                target_id: r.target_id,
+                record_id: r.record_id,
+                fields: r.fields,
+                personal_hash: r.personal_hash,
+            },
+            personal: match (r.salt, r.data) {
+                (Some(salt), Some(data)) => Some(Personal { salt, data }),
+                _ => None,
+            },
+            erased_at: r.erased_at,
+        }
+    }
+}
+
+/// The oldest pending entries, at most a batch of them.
+macro_rules! read_pending {
+    ($conn:expr) => {
+        sqlx::query_as::<_, PendingRow>(READ_PENDING)
+            .bind(SEAL_BATCH as i64)
+            .fetch_all(&mut *$conn)
+    };
+}
+
+/// A batch of pending entries sealed after the head (`seq`, `hash`): the sealed entries, the
+/// pending ids they came from, and how many of them changed employee rows.
+fn seal_all(pending: Vec<PendingRow>, head: (i64, Vec<u8>)) -> (Vec<Sealed>, Vec<i64>, i64) {
     let (mut seq, mut previous) = head;
-    entries
+    let ids = pending.iter().map(|p| p.id).collect();
+    let mut lists = 0;
+    let sealed = pending
         .into_iter()
-        .map(|entry| {
+        .map(|row| {
             seq += 1;
-            let sealed = entry.seal(ctx, seq, &previous, at_millis);
+            let sealed = Unsealed::from(row).seal(seq, &previous);
+            if Action::parse(&sealed.public.action).is_some_and(|a| a.changes_employees()) {
+                lists += 1;
+            }
             previous.clone_from(&sealed.hash);
             sealed
         })
-        .collect()
+        .collect();
+    (sealed, ids, lists)
 }
 
-/// The head after `sealed`, and whether any of them changed employee rows.
-fn new_head(sealed: &[Sealed], employees: bool) -> (i64, Vec<u8>, bool) {
-    let last = sealed.last().expect("at least one entry");
-    (last.public.seq, last.hash.clone(), employees)
-}
-
-fn changes_employees(entries: &[NewEntry]) -> bool {
-    entries.iter().any(|e| e.action.changes_employees())
-}
-
-/// The employee records whose version becomes their entry's number.
-fn versions(sealed: &[Sealed]) -> (Vec<Uuid>, Vec<i64>) {
-    sealed
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.public.action.as_str(),
-                "employee.create" | "employee.update" | "employee.restore" | "employee.import"
-            )
-        })
-        .filter_map(|s| s.public.record_id.map(|id| (id, s.public.seq)))
-        .unzip()
-}
-
-/// The entries of one append as PostgreSQL arrays, one per column (bound to `UNNEST`).
+/// The entries of one record, as PostgreSQL arrays, one per column (bound to `UNNEST`).
 #[derive(Default)]
-struct Columns {
-    seq: Vec<i64>,
-    at: Vec<i64>,
-    actor_type: Vec<String>,
-    actor_id: Vec<Option<i64>>,
-    session_id: Vec<Option<Uuid>>,
-    client_ip: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    action: Vec<String>,
+struct PendingColumns {
+    action: Vec<&'static str>,
     target_type: Vec<String>,
     target_id: Vec<Option<String>>,
     record_id: Vec<Option<Uuid>>,
     fields: Vec<String>,
     personal_hash: Vec<Option<Vec<u8>>>,
-    hash: Vec<Vec<u8>>,
-    personal_seq: Vec<i64>,
-    salt: Vec<Vec<u8>>,
-    data: Vec<String>,
+    salt: Vec<Option<Vec<u8>>>,
+    data: Vec<Option<String>>,
+    lists: Vec<bool>,
 }
 
 impl Append for PgConnection {
@@ -108,49 +199,173 @@ impl Append for PgConnection {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let employees = changes_employees(&entries);
+        let mut c = PendingColumns::default();
+        for entry in entries {
+            let action = entry.action;
+            let u = entry.prepare(ctx, at_millis);
+            c.action.push(action.as_str());
+            c.lists.push(action.changes_employees());
+            c.target_type.push(u.public.target_type);
+            c.target_id.push(u.public.target_id);
+            c.record_id.push(u.public.record_id);
+            c.fields.push(u.public.fields);
+            c.personal_hash.push(u.public.personal_hash);
+            let (salt, data) = u.personal.map(|p| (p.salt, p.data)).unzip();
+            c.salt.push(salt);
+            c.data.push(data);
+        }
+        // `WITH ORDINALITY` and the `ORDER BY`: ids are drawn in the entries' order.
+        sqlx::query_scalar(
+            "INSERT INTO audit_pending (at, actor_type, actor_id, session_id, client_ip, \
+               request_id, action, target_type, target_id, record_id, fields, personal_hash, \
+               salt, data, lists) \
+             SELECT $1::bigint, $2::text, $3::bigint, $4::uuid, $5::text, $6::text, \
+               e.action, e.target_type, e.target_id, e.record_id, e.fields, e.personal_hash, \
+               e.salt, e.data, e.lists \
+             FROM UNNEST($7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[], \
+               $12::bytea[], $13::bytea[], $14::text[], $15::bool[]) \
+               WITH ORDINALITY AS e (action, target_type, target_id, record_id, fields, \
+                 personal_hash, salt, data, lists, n) \
+             ORDER BY e.n RETURNING id",
+        )
+        .bind(at_millis)
+        .bind(ctx.actor.as_str())
+        .bind(ctx.actor_id)
+        .bind(ctx.session_id)
+        .bind(ctx.client_ip.as_deref())
+        .bind(ctx.request_id.as_deref())
+        .bind(c.action)
+        .bind(c.target_type)
+        .bind(c.target_id)
+        .bind(c.record_id)
+        .bind(c.fields)
+        .bind(c.personal_hash)
+        .bind(c.salt)
+        .bind(c.data)
+        .bind(c.lists)
+        .fetch_all(&mut *self)
+        .await
+        .map(|mut ids: Vec<i64>| {
+            ids.sort_unstable();
+            ids
+        })
+    }
+}
+
+impl Append for SqliteConnection {
+    async fn append(
+        &mut self,
+        ctx: &AuditContext,
+        entries: Vec<NewEntry>,
+        at_millis: i64,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let action = entry.action;
+            let u = entry.prepare(ctx, at_millis);
+            let p = &u.public;
+            let (salt, data) = u.personal.as_ref().map(|x| (&x.salt, &x.data)).unzip();
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO audit_pending (at, actor_type, actor_id, session_id, client_ip, \
+                   request_id, action, target_type, target_id, record_id, fields, personal_hash, \
+                   salt, data, lists) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(at_millis)
+            .bind(ctx.actor.as_str())
+            .bind(ctx.actor_id)
+            .bind(ctx.session_id)
+            .bind(ctx.client_ip.as_deref())
+            .bind(ctx.request_id.as_deref())
+            .bind(action.as_str())
+            .bind(p.target_type.as_str())
+            .bind(p.target_id.as_deref())
+            .bind(p.record_id)
+            .bind(p.fields.as_str())
+            .bind(p.personal_hash.as_deref())
+            .bind(salt.map(Vec::as_slice))
+            .bind(data.map(String::as_str))
+            .bind(action.changes_employees())
+            .fetch_one(&mut *self)
+            .await?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
+/// The sealed entries of one batch as PostgreSQL arrays, one per column (bound to `UNNEST`).
+#[derive(Default)]
+struct EntryColumns {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    actor_type: Vec<&'static str>,
+    actor_id: Vec<Option<i64>>,
+    session_id: Vec<Option<Uuid>>,
+    client_ip: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    action: Vec<String>,
+    target_type: Vec<String>,
+    target_id: Vec<Option<String>>,
+    record_id: Vec<Option<Uuid>>,
+    fields: Vec<String>,
+    personal_hash: Vec<Option<Vec<u8>>>,
+    erased_at: Vec<Option<i64>>,
+    hash: Vec<Vec<u8>>,
+    personal_seq: Vec<i64>,
+    salt: Vec<Vec<u8>>,
+    data: Vec<String>,
+}
+
+impl Seal for PgConnection {
+    async fn seal_batch(&mut self) -> Result<usize, sqlx::Error> {
+        // The head first: concurrent sealers (other instances) and erasures wait here, and
+        // the pending entries read next are those committed before this one got the lock.
         let head: (i64, Vec<u8>) = sqlx::query_as(LOCK_HEAD_PG).fetch_one(&mut *self).await?;
-        let sealed = seal_all(ctx, entries, head, at_millis);
-        let (head_seq, head_hash, employees) = new_head(&sealed, employees);
-        let (version_ids, version_seqs) = versions(&sealed);
-        // One statement: the entries, their personal parts, the versions and the new head.
-        let mut c = Columns::default();
-        for s in &sealed {
-            let p = &s.public;
+        let pending = read_pending!(self).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let (sealed, ids, lists) = seal_all(pending, head);
+        let last = sealed.last().expect("a pending entry");
+        let (head_seq, head_hash) = (last.public.seq, last.hash.clone());
+        let mut c = EntryColumns::default();
+        for s in sealed {
+            let p = s.public;
             c.seq.push(p.seq);
             c.at.push(p.at);
-            c.actor_type.push(p.actor.as_str().to_owned());
+            c.actor_type.push(p.actor.as_str());
             c.actor_id.push(p.actor_id);
             c.session_id.push(p.session_id);
-            c.client_ip.push(p.client_ip.clone());
-            c.request_id.push(p.request_id.clone());
-            c.action.push(p.action.clone());
-            c.target_type.push(p.target_type.clone());
-            c.target_id.push(p.target_id.clone());
+            c.client_ip.push(p.client_ip);
+            c.request_id.push(p.request_id);
+            c.action.push(p.action);
+            c.target_type.push(p.target_type);
+            c.target_id.push(p.target_id);
             c.record_id.push(p.record_id);
-            c.fields.push(p.fields.clone());
-            c.personal_hash.push(p.personal_hash.clone());
-            c.hash.push(s.hash.clone());
-            if let Some(x) = &s.personal {
+            c.fields.push(p.fields);
+            c.personal_hash.push(p.personal_hash);
+            c.erased_at.push(s.erased_at);
+            c.hash.push(s.hash);
+            if let Some(x) = s.personal {
                 c.personal_seq.push(p.seq);
-                c.salt.push(x.salt.clone());
-                c.data.push(x.data.clone());
+                c.salt.push(x.salt);
+                c.data.push(x.data);
             }
         }
+        // One statement: the entries, their personal parts, the pending rows gone, the head.
         sqlx::query(
             "WITH entries AS (INSERT INTO audit_entries (seq, at, actor_type, actor_id, session_id, \
                client_ip, request_id, action, target_type, target_id, record_id, fields, \
-               personal_hash, hash) \
+               personal_hash, erased_at, hash) \
                SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], \
                  $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $11::uuid[], $12::text[], $13::bytea[], $14::bytea[])), \
+                 $11::uuid[], $12::text[], $13::bytea[], $14::bigint[], $15::bytea[])), \
              personal AS (INSERT INTO audit_personal (seq, salt, data) \
-               SELECT * FROM UNNEST($15::bigint[], $16::bytea[], $17::text[])), \
-             versions AS (UPDATE employees e SET version = v.seq \
-               FROM UNNEST($21::uuid[], $22::bigint[]) AS v (id, seq) WHERE e.id = v.id) \
-             UPDATE audit_head SET seq = $18, hash = $19, \
-               employees_seq = CASE WHEN $20 THEN $18 ELSE employees_seq END \
-             WHERE id = 1",
+               SELECT * FROM UNNEST($16::bigint[], $17::bytea[], $18::text[])), \
+             sealed AS (DELETE FROM audit_pending WHERE id = ANY($19::bigint[])) \
+             UPDATE audit_head SET seq = $20, hash = $21, \
+               employee_writes = employee_writes + $22 WHERE id = 1",
         )
         .bind(c.seq)
         .bind(c.at)
@@ -165,86 +380,91 @@ impl Append for PgConnection {
         .bind(c.record_id)
         .bind(c.fields)
         .bind(c.personal_hash)
+        .bind(c.erased_at)
         .bind(c.hash)
         .bind(c.personal_seq)
         .bind(c.salt)
         .bind(c.data)
+        .bind(&ids)
         .bind(head_seq)
         .bind(head_hash)
-        .bind(employees)
-        .bind(version_ids)
-        .bind(version_seqs)
+        .bind(lists)
         .execute(&mut *self)
         .await?;
-        Ok(sealed.iter().map(|s| s.public.seq).collect())
+        Ok(ids.len())
     }
 }
 
-impl Append for SqliteConnection {
-    async fn append(
-        &mut self,
-        ctx: &AuditContext,
-        entries: Vec<NewEntry>,
-        at_millis: i64,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let employees = changes_employees(&entries);
+impl Seal for SqliteConnection {
+    async fn seal_batch(&mut self) -> Result<usize, sqlx::Error> {
         // The one writer connection: the transaction already excludes other writers.
         let head: (i64, Vec<u8>) = sqlx::query_as(READ_HEAD).fetch_one(&mut *self).await?;
-        let sealed = seal_all(ctx, entries, head, at_millis);
-        let (head_seq, head_hash, employees) = new_head(&sealed, employees);
+        let pending = read_pending!(self).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let (sealed, ids, lists) = seal_all(pending, head);
+        // One call for the whole batch: multi-row inserts, the pending rows gone, the head.
+        // Anonymous placeholders, numbered on across the statements (named ones cost SQLite a
+        // search each, see db/import.rs); at most 18,004 of them, under SQLite's 32,766.
+        let row = |n: usize| format!("({})", vec!["?"; n].join(","));
+        let mut text = format!(
+            "INSERT INTO audit_entries (seq, at, actor_type, actor_id, session_id, client_ip, \
+               request_id, action, target_type, target_id, record_id, fields, personal_hash, \
+               erased_at, hash) VALUES {};",
+            vec![row(15); sealed.len()].join(",")
+        );
+        let personal = sealed.iter().filter(|s| s.personal.is_some()).count();
+        if personal > 0 {
+            text.push_str(&format!(
+                "INSERT INTO audit_personal (seq, salt, data) VALUES {};",
+                vec![row(3); personal].join(",")
+            ));
+        }
+        // Every id up to the last one read is in this batch: ids are handed out under the
+        // write lock this transaction holds, in the order they commit.
+        text.push_str(
+            "DELETE FROM audit_pending WHERE id <= ?; \
+             UPDATE audit_head SET seq = ?, hash = ?, employee_writes = employee_writes + ? \
+             WHERE id = 1",
+        );
+        let mut query = sqlx::query(AssertSqlSafe(text)).persistent(false);
         for s in &sealed {
             let p = &s.public;
-            sqlx::query(
-                "INSERT INTO audit_entries (seq, at, actor_type, actor_id, session_id, client_ip, \
-                   request_id, action, target_type, target_id, record_id, fields, personal_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(p.seq)
-            .bind(p.at)
-            .bind(p.actor.as_str())
-            .bind(p.actor_id)
-            .bind(p.session_id)
-            .bind(p.client_ip.as_deref())
-            .bind(p.request_id.as_deref())
-            .bind(p.action.as_str())
-            .bind(p.target_type.as_str())
-            .bind(p.target_id.as_deref())
-            .bind(p.record_id)
-            .bind(p.fields.as_str())
-            .bind(p.personal_hash.as_deref())
-            .bind(s.hash.as_slice())
-            .execute(&mut *self)
-            .await?;
+            query = query
+                .bind(p.seq)
+                .bind(p.at)
+                .bind(p.actor.as_str())
+                .bind(p.actor_id)
+                .bind(p.session_id)
+                .bind(p.client_ip.clone())
+                .bind(p.request_id.clone())
+                .bind(p.action.clone())
+                .bind(p.target_type.clone())
+                .bind(p.target_id.clone())
+                .bind(p.record_id)
+                .bind(p.fields.clone())
+                .bind(p.personal_hash.clone())
+                .bind(s.erased_at)
+                .bind(s.hash.clone());
+        }
+        for s in &sealed {
             if let Some(x) = &s.personal {
-                sqlx::query("INSERT INTO audit_personal (seq, salt, data) VALUES (?, ?, ?)")
-                    .bind(p.seq)
-                    .bind(x.salt.as_slice())
-                    .bind(x.data.as_str())
-                    .execute(&mut *self)
-                    .await?;
+                query = query
+                    .bind(s.public.seq)
+                    .bind(x.salt.clone())
+                    .bind(x.data.clone());
             }
         }
-        let (version_ids, version_seqs) = versions(&sealed);
-        for (id, seq) in version_ids.into_iter().zip(version_seqs) {
-            sqlx::query("UPDATE employees SET version = ? WHERE id = ?")
-                .bind(seq)
-                .bind(id)
-                .execute(&mut *self)
-                .await?;
-        }
-        sqlx::query(
-            "UPDATE audit_head SET seq = ?1, hash = ?2, \
-               employees_seq = CASE WHEN ?3 THEN ?1 ELSE employees_seq END WHERE id = 1",
-        )
-        .bind(head_seq)
-        .bind(head_hash)
-        .bind(employees)
-        .execute(&mut *self)
-        .await?;
-        Ok(sealed.iter().map(|s| s.public.seq).collect())
+        let last = sealed.last().expect("a pending entry");
+        query
+            .bind(ids.last().copied().unwrap_or_default())
+            .bind(last.public.seq)
+            .bind(last.hash.clone())
+            .bind(lists)
+            .execute(&mut *self)
+            .await?;
+        Ok(ids.len())
     }
 }
 
@@ -323,7 +543,63 @@ pub struct AuditFilter {
 /// Entries read per round trip when verifying.
 const VERIFY_BATCH: i64 = 5_000;
 
+/// Seals one batch on `$pool` (a write pool of either backend) in its own transaction.
+macro_rules! seal_once {
+    ($pool:expr) => {
+        async {
+            let mut tx = $pool.begin_write().await?;
+            let sealed = Seal::seal_batch(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<usize, sqlx::Error>(sealed)
+        }
+        .await
+    };
+}
+
 impl Db {
+    /// Seals every committed pending entry into the chain, batch after batch (see the module's
+    /// documentation); how many it sealed.
+    pub async fn seal(&self) -> Result<u64, Error> {
+        let mut total = 0;
+        loop {
+            // Not `on_pool!`: sealing is no write that needs sealing after it.
+            let sealed = match &self.backend {
+                Backend::Postgres { pool, .. } => seal_once!(pool),
+                Backend::Sqlite { writer, .. } => seal_once!(writer),
+            }
+            .map_err(|e| self.outages.classify(e))?;
+            total += sealed as u64;
+            if sealed < SEAL_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Returns after a write through this handle (or one of its clones) since the last call
+    /// returned: what the sealer waits for.
+    pub async fn written(&self) {
+        self.written.notified().await;
+    }
+
+    /// Seals what is pending, if anything is (one cheap read otherwise). Run before the trail is
+    /// read, so a reader sees every write that was acknowledged before it asked. A database
+    /// that takes no writes (full, read-only) is no error here: the entries sealed so far are
+    /// still shown, and the pending ones wait until it takes writes again.
+    pub async fn seal_pending(&self) -> Result<(), Error> {
+        let pending: bool = on_pool!(self, read, |pool| {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_pending)")
+                .fetch_one(pool)
+                .await
+        })?;
+        if !pending {
+            return Ok(());
+        }
+        match self.seal().await {
+            Ok(_) | Err(Error::Full(_) | Error::ReadOnly(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records `entries` on their own (events that change nothing else, such as an export or
     /// a failed login).
     pub async fn record(&self, ctx: &AuditContext, entries: Vec<NewEntry>) -> Result<(), Error> {
@@ -344,6 +620,7 @@ impl Db {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredEntry>, Error> {
+        self.seal_pending().await?;
         let mut text = String::from(
             "SELECT e.seq, e.at, e.actor_type, e.actor_id, e.session_id, e.client_ip, e.request_id, \
                e.action, e.target_type, e.target_id, e.record_id, e.fields, e.personal_hash, \
@@ -399,8 +676,9 @@ impl Db {
         Ok(rows.into_iter().map(StoredEntry::from).collect())
     }
 
-    /// The chain's head: the last sequence number and hash.
+    /// The chain's head: the last sequence number and hash, after sealing what is pending.
     pub async fn audit_head(&self) -> Result<(i64, Vec<u8>), Error> {
+        self.seal_pending().await?;
         on_pool!(self, read, |pool| sqlx::query_as(READ_HEAD)
             .fetch_one(pool)
             .await)
@@ -453,8 +731,23 @@ impl Db {
 /// (the entries stay, marked erased; the chain still verifies).
 macro_rules! erase_personal {
     ($tx:expr, $records:expr, $now:expr) => {{
+        // The head's row lock (a no-op update: valid on both backends) keeps the sealer out
+        // until this commits, so no entry about the records moves from pending to sealed
+        // between the two kinds of erasure below.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?;
         let mut erased = 0u64;
         for record in $records {
+            erased += sqlx::query(
+                "UPDATE audit_pending SET salt = NULL, data = NULL, erased_at = $1 \
+                 WHERE record_id = $2 AND personal_hash IS NOT NULL AND erased_at IS NULL",
+            )
+            .bind($now)
+            .bind(*record)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
             erased += sqlx::query(
                 "DELETE FROM audit_personal WHERE seq IN \
                  (SELECT seq FROM audit_entries WHERE record_id = $1)",

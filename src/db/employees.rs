@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     Backend, BeginWrite, Db, Error,
-    audit::{Append, erase_personal},
+    audit::{Append, PENDING_COLUMNS, PENDING_PARAMS, bind_pending, erase_personal},
     on_pool,
     statement::{Param, Statement, bind_all},
     viewer::{Credential, Viewer, ViewerColumns},
@@ -27,6 +27,19 @@ const SELECT_BY_ID: &str = "SELECT emp_id, emp_name, city, country, emp_dob, id,
 
 const DELETED_COLUMNS: &str = "id, emp_id, emp_name, city, country, emp_dob, deleted_at, \
     deleted_by_type, deleted_by_id, deleted_seq";
+
+/// The columns of an employee row that its archive row keeps.
+const ARCHIVED_COLUMNS: &str = "id, emp_id, emp_name, city, country, emp_dob";
+
+/// The columns a new employee row is written with.
+const INSERT_COLUMNS: &str = "emp_id, id, emp_name, city, country, emp_dob, city_folded, \
+    country_folded, version";
+
+/// A conditional write that failed inside SQLite's write transaction, which excludes every
+/// other writer: it cannot happen unless something outside this server holds the database.
+fn lost_write_lock() -> sqlx::Error {
+    sqlx::Error::Protocol("the employee changed inside a write transaction".into())
+}
 
 /// A deleted employee in the archive.
 #[derive(Debug, Clone)]
@@ -150,25 +163,62 @@ impl ViewerRow {
     }
 }
 
-/// Inserts employee `$e` (with its folded place) on transaction `$tx`, of either backend: a
-/// create and a restore write the same row.
-macro_rules! insert_employee {
-    ($tx:expr, $e:expr) => {
-        sqlx::query(
-            "INSERT INTO employees (emp_id, id, emp_name, city, country, emp_dob, city_folded, country_folded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind($e.emp_id)
-        .bind($e.id)
-        .bind($e.emp_name.as_str())
-        .bind($e.city.as_str())
-        .bind($e.country.as_str())
-        .bind($e.emp_dob)
-        .bind(fold(&$e.city))
-        .bind(fold(&$e.country))
-        .execute(&mut *$tx)
-        .await?
+/// The employee `$emp_id` as stored, read on `$conn` (a pool, or a transaction's connection,
+/// of either backend). `fetch_all`: see [`Db::employee_seen_by`].
+macro_rules! read_employee {
+    ($conn:expr, $emp_id:expr) => {
+        sqlx::query_as::<_, EmployeeRow>(SELECT_BY_ID)
+            .bind($emp_id.get())
+            .fetch_all($conn)
+            .await
+            .map(|rows| rows.into_iter().next().map(Employee::from))
     };
+}
+
+/// `old` with `changes` applied, and the entry that records them; `None` when they change
+/// nothing.
+fn apply(old: &Employee, changes: &EmployeeChanges) -> Option<(Employee, NewEntry)> {
+    let mut new = old.clone();
+    let mut entry = NewEntry::new(Action::EmployeeUpdate, old.emp_id).record(old.id);
+    if let Some(v) = &changes.emp_name
+        && v.as_str() != old.emp_name
+    {
+        new.emp_name = v.as_str().to_owned();
+        entry = entry.change("emp_name", json!(old.emp_name), json!(new.emp_name));
+    }
+    if let Some(v) = &changes.city
+        && v.as_str() != old.city
+    {
+        new.city = v.as_str().to_owned();
+        entry = entry.change("city", json!(old.city), json!(new.city));
+    }
+    if let Some(v) = &changes.country
+        && v.as_str() != old.country
+    {
+        new.country = v.as_str().to_owned();
+        entry = entry.change("country", json!(old.country), json!(new.country));
+    }
+    if let Some(v) = changes.emp_dob
+        && v.get() != old.emp_dob
+    {
+        new.emp_dob = v.get();
+        entry = entry.change(
+            "emp_dob",
+            json!(old.emp_dob.to_string()),
+            json!(new.emp_dob.to_string()),
+        );
+    }
+    (!entry.changes.is_empty()).then_some((new, entry))
+}
+
+/// The entry that records the deletion of `old`: every value it had.
+fn deletion(old: &Employee) -> NewEntry {
+    NewEntry::new(Action::EmployeeDelete, old.emp_id)
+        .record(old.id)
+        .change("emp_name", json!(old.emp_name), Value::Null)
+        .change("city", json!(old.city), Value::Null)
+        .change("country", json!(old.country), Value::Null)
+        .change("emp_dob", json!(old.emp_dob.to_string()), Value::Null)
 }
 
 impl Db {
@@ -185,18 +235,56 @@ impl Db {
             .change("city", Value::Null, json!(employee.city))
             .change("country", Value::Null, json!(employee.country))
             .change("emp_dob", Value::Null, json!(employee.emp_dob.to_string()));
+        // The entry, then the row, which takes the entry's id as its version: one statement on
+        // PostgreSQL (one round trip, as without the audit trail), one call on SQLite.
+        let text = self.per_backend(
+            format!(
+                "WITH p AS (INSERT INTO audit_pending ({PENDING_COLUMNS}) \
+                   VALUES ({PENDING_PARAMS}) RETURNING id) \
+                 INSERT INTO employees ({INSERT_COLUMNS}) \
+                 SELECT $16, $17, $18, $19, $20, $21, $22, $23, p.id FROM p RETURNING version"
+            ),
+            format!(
+                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                 INSERT INTO employees ({INSERT_COLUMNS}) \
+                 VALUES ($16, $17, $18, $19, $20, $21, $22, $23, last_insert_rowid()) \
+                 RETURNING version"
+            ),
+        );
         let e = &employee;
-        let seq = on_pool!(self, write, |pool| {
-            async {
-                let mut tx = pool.begin_write().await?;
-                insert_employee!(tx, e);
-                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
-                tx.commit().await?;
-                Ok::<i64, sqlx::Error>(seqs[0])
+        macro_rules! insert {
+            ($conn:expr) => {
+                bind_pending!(
+                    sqlx::query_scalar(AssertSqlSafe(text)),
+                    ctx,
+                    entry,
+                    unix_millis()
+                )
+                .bind(e.emp_id)
+                .bind(e.id)
+                .bind(e.emp_name.as_str())
+                .bind(e.city.as_str())
+                .bind(e.country.as_str())
+                .bind(e.emp_dob)
+                .bind(fold(&e.city))
+                .bind(fold(&e.country))
+                .fetch_one($conn)
+                .await
+            };
+        }
+        let version = match &self.backend {
+            Backend::Postgres { pool, .. } => insert!(pool),
+            Backend::Sqlite { writer, .. } => {
+                async {
+                    let mut tx = writer.begin_write().await?;
+                    let version = insert!(&mut *tx)?;
+                    tx.commit().await?;
+                    Ok(version)
+                }
+                .await
             }
-            .await
-        })?;
-        employee.version = seq;
+        };
+        employee.version = self.wrote(version)?;
         Ok(employee)
     }
 
@@ -250,6 +338,12 @@ impl Db {
 
     /// Applies `changes` when `precondition` holds, recording what changed. A change that
     /// changes nothing writes nothing (and keeps the version).
+    ///
+    /// The write is conditional on the version read (`version = $17`): the entry is recorded,
+    /// and the row changed, only if nobody changed it since. PostgreSQL reads outside a
+    /// transaction and reads again when that condition fails, so the row and the employee
+    /// counters are locked for one statement only; SQLite reads in the write transaction,
+    /// where it cannot fail.
     pub async fn update_employee(
         &self,
         emp_id: EmpId,
@@ -257,130 +351,157 @@ impl Db {
         precondition: &Precondition,
         ctx: &AuditContext,
     ) -> Result<Write<Employee>, Error> {
-        let select = format!("{SELECT_BY_ID}{}", self.row_lock());
-        on_pool!(self, write, |pool| {
-            async {
-                let mut tx = pool.begin_write().await?;
-                let old: Option<EmployeeRow> = sqlx::query_as(AssertSqlSafe(select.clone()))
-                    .bind(emp_id.get())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(old) = old.map(Employee::from) else {
+        let text = self.per_backend(
+            format!(
+                "WITH u AS (UPDATE employees SET emp_name = $18, city = $19, country = $20, \
+                   emp_dob = $21, city_folded = $22, country_folded = $23, \
+                   version = nextval('audit_pending_id_seq') \
+                   WHERE emp_id = $16 AND version = $17 RETURNING version), \
+                 p AS (INSERT INTO audit_pending (id, {PENDING_COLUMNS}) \
+                   SELECT u.version, {PENDING_PARAMS} FROM u) \
+                 SELECT version FROM u"
+            ),
+            format!(
+                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                 UPDATE employees SET emp_name = $18, city = $19, country = $20, emp_dob = $21, \
+                   city_folded = $22, country_folded = $23, version = last_insert_rowid() \
+                 WHERE emp_id = $16 AND version = $17 RETURNING version"
+            ),
+        );
+        // One attempt: `Err` when the version read is no longer the row's.
+        macro_rules! attempt {
+            ($read:expr, $write:expr) => {{
+                let Some(old) = read_employee!($read, emp_id)? else {
                     return Ok(Write::NotFound);
                 };
                 if !precondition.allows(old.version) {
                     return Ok(Write::PreconditionFailed(old));
                 }
-                let mut new = old.clone();
-                let mut entry = NewEntry::new(Action::EmployeeUpdate, old.emp_id).record(old.id);
-                if let Some(v) = &changes.emp_name
-                    && v.as_str() != old.emp_name
-                {
-                    new.emp_name = v.as_str().to_owned();
-                    entry = entry.change("emp_name", json!(old.emp_name), json!(new.emp_name));
-                }
-                if let Some(v) = &changes.city
-                    && v.as_str() != old.city
-                {
-                    new.city = v.as_str().to_owned();
-                    entry = entry.change("city", json!(old.city), json!(new.city));
-                }
-                if let Some(v) = &changes.country
-                    && v.as_str() != old.country
-                {
-                    new.country = v.as_str().to_owned();
-                    entry = entry.change("country", json!(old.country), json!(new.country));
-                }
-                if let Some(v) = changes.emp_dob
-                    && v.get() != old.emp_dob
-                {
-                    new.emp_dob = v.get();
-                    entry = entry.change(
-                        "emp_dob",
-                        json!(old.emp_dob.to_string()),
-                        json!(new.emp_dob.to_string()),
-                    );
-                }
-                if entry.changes.is_empty() {
+                let Some((mut new, entry)) = apply(&old, changes) else {
                     return Ok(Write::Done(old));
+                };
+                let query = sqlx::query_scalar(AssertSqlSafe(text.clone()));
+                let written: Vec<i64> = bind_pending!(query, ctx, entry, unix_millis())
+                    .bind(old.emp_id)
+                    .bind(old.version)
+                    .bind(new.emp_name.as_str())
+                    .bind(new.city.as_str())
+                    .bind(new.country.as_str())
+                    .bind(new.emp_dob)
+                    .bind(fold(&new.city))
+                    .bind(fold(&new.country))
+                    .fetch_all($write)
+                    .await?;
+                match written.first() {
+                    Some(version) => {
+                        new.version = *version;
+                        Ok(Write::Done(new))
+                    }
+                    None => Err(()),
                 }
-                sqlx::query(
-                    "UPDATE employees SET emp_name = $2, city = $3, country = $4, emp_dob = $5, \
-                       city_folded = $6, country_folded = $7 WHERE emp_id = $1",
-                )
-                .bind(new.emp_id)
-                .bind(new.emp_name.as_str())
-                .bind(new.city.as_str())
-                .bind(new.country.as_str())
-                .bind(new.emp_dob)
-                .bind(fold(&new.city))
-                .bind(fold(&new.country))
-                .execute(&mut *tx)
-                .await?;
-                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
-                tx.commit().await?;
-                new.version = seqs[0];
-                Ok::<Write<Employee>, sqlx::Error>(Write::Done(new))
+            }};
+        }
+        let result = match &self.backend {
+            Backend::Postgres { pool, .. } => {
+                async {
+                    loop {
+                        let attempt: Result<Write<Employee>, ()> = attempt!(pool, pool);
+                        if let Ok(done) = attempt {
+                            return Ok(done);
+                        }
+                    }
+                }
+                .await
             }
-            .await
-        })
+            Backend::Sqlite { writer, .. } => {
+                async {
+                    let mut tx = writer.begin_write().await?;
+                    let attempt: Result<Write<Employee>, ()> = attempt!(&mut *tx, &mut *tx);
+                    let done = attempt.map_err(|()| lost_write_lock())?;
+                    tx.commit().await?;
+                    Ok(done)
+                }
+                .await
+            }
+        };
+        self.wrote(result)
     }
 
     /// Deletes an employee when `precondition` holds: it leaves every read and moves to the
-    /// archive of deleted employees, recorded.
+    /// archive of deleted employees, recorded. Conditional on the version read, as
+    /// [`Db::update_employee`].
     pub async fn delete_employee(
         &self,
         emp_id: EmpId,
         precondition: &Precondition,
         ctx: &AuditContext,
     ) -> Result<Write<()>, Error> {
-        let select = format!("{SELECT_BY_ID}{}", self.row_lock());
-        on_pool!(self, write, |pool| {
-            async {
-                let mut tx = pool.begin_write().await?;
-                let old: Option<EmployeeRow> = sqlx::query_as(AssertSqlSafe(select.clone()))
-                    .bind(emp_id.get())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(old) = old.map(Employee::from) else {
+        let text = self.per_backend(
+            format!(
+                "WITH d AS (DELETE FROM employees WHERE emp_id = $16 AND version = $17 \
+                   RETURNING {ARCHIVED_COLUMNS}, nextval('audit_pending_id_seq') AS entry), \
+                 p AS (INSERT INTO audit_pending (id, {PENDING_COLUMNS}) \
+                   SELECT d.entry, {PENDING_PARAMS} FROM d), \
+                 a AS (INSERT INTO deleted_employees ({DELETED_COLUMNS}) \
+                   SELECT {ARCHIVED_COLUMNS}, $18, $19, $20, d.entry FROM d) \
+                 SELECT entry FROM d"
+            ),
+            format!(
+                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                 INSERT INTO deleted_employees ({DELETED_COLUMNS}) \
+                   SELECT {ARCHIVED_COLUMNS}, $18, $19, $20, last_insert_rowid() FROM employees \
+                   WHERE emp_id = $16 AND version = $17; \
+                 DELETE FROM employees WHERE emp_id = $16 AND version = $17 RETURNING version"
+            ),
+        );
+        macro_rules! attempt {
+            ($read:expr, $write:expr) => {{
+                let Some(old) = read_employee!($read, emp_id)? else {
                     return Ok(Write::NotFound);
                 };
                 if !precondition.allows(old.version) {
                     return Ok(Write::PreconditionFailed(old));
                 }
-                sqlx::query("DELETE FROM employees WHERE emp_id = $1")
+                let query = sqlx::query_scalar(AssertSqlSafe(text.clone()));
+                let written: Vec<i64> = bind_pending!(query, ctx, deletion(&old), unix_millis())
                     .bind(old.emp_id)
-                    .execute(&mut *tx)
+                    .bind(old.version)
+                    .bind(unix_now())
+                    .bind(ctx.actor.as_str())
+                    .bind(ctx.actor_id)
+                    .fetch_all($write)
                     .await?;
-                let entry = NewEntry::new(Action::EmployeeDelete, old.emp_id)
-                    .record(old.id)
-                    .change("emp_name", json!(old.emp_name), Value::Null)
-                    .change("city", json!(old.city), Value::Null)
-                    .change("country", json!(old.country), Value::Null)
-                    .change("emp_dob", json!(old.emp_dob.to_string()), Value::Null);
-                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
-                sqlx::query(
-                    "INSERT INTO deleted_employees (id, emp_id, emp_name, city, country, emp_dob, \
-                       deleted_at, deleted_by_type, deleted_by_id, deleted_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(old.id)
-                .bind(old.emp_id)
-                .bind(old.emp_name.as_str())
-                .bind(old.city.as_str())
-                .bind(old.country.as_str())
-                .bind(old.emp_dob)
-                .bind(unix_now())
-                .bind(ctx.actor.as_str())
-                .bind(ctx.actor_id)
-                .bind(seqs[0])
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok::<Write<()>, sqlx::Error>(Write::Done(()))
+                if written.is_empty() {
+                    Err(())
+                } else {
+                    Ok(Write::Done(()))
+                }
+            }};
+        }
+        let result = match &self.backend {
+            Backend::Postgres { pool, .. } => {
+                async {
+                    loop {
+                        let attempt: Result<Write<()>, ()> = attempt!(pool, pool);
+                        if let Ok(done) = attempt {
+                            return Ok(done);
+                        }
+                    }
+                }
+                .await
             }
-            .await
-        })
+            Backend::Sqlite { writer, .. } => {
+                async {
+                    let mut tx = writer.begin_write().await?;
+                    let attempt: Result<Write<()>, ()> = attempt!(&mut *tx, &mut *tx);
+                    let done = attempt.map_err(|()| lost_write_lock())?;
+                    tx.commit().await?;
+                    Ok(done)
+                }
+                .await
+            }
+        };
+        self.wrote(result)
     }
 
     /// Archived (deleted) employees after `after` (`emp_id`, deletion entry), in that order.
@@ -427,20 +548,33 @@ impl Db {
                 let Some(mut e) = row.map(|r| DeletedEmployee::from(r).employee) else {
                     return Ok(None);
                 };
-                insert_employee!(tx, e);
-                sqlx::query("DELETE FROM deleted_employees WHERE id = $1")
-                    .bind(e.id)
-                    .execute(&mut *tx)
-                    .await?;
                 let entry = NewEntry::new(Action::EmployeeRestore, e.emp_id)
                     .record(e.id)
                     .change("emp_name", Value::Null, json!(e.emp_name))
                     .change("city", Value::Null, json!(e.city))
                     .change("country", Value::Null, json!(e.country))
                     .change("emp_dob", Value::Null, json!(e.emp_dob.to_string()));
-                let seqs = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?;
+                e.version = Append::append(&mut *tx, ctx, vec![entry], unix_millis()).await?[0];
+                sqlx::query("DELETE FROM deleted_employees WHERE id = $1")
+                    .bind(e.id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO employees ({INSERT_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                )))
+                .bind(e.emp_id)
+                .bind(e.id)
+                .bind(e.emp_name.as_str())
+                .bind(e.city.as_str())
+                .bind(e.country.as_str())
+                .bind(e.emp_dob)
+                .bind(fold(&e.city))
+                .bind(fold(&e.country))
+                .bind(e.version)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                e.version = seqs[0];
                 Ok::<Option<Employee>, sqlx::Error>(Some(e))
             }
             .await

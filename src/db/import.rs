@@ -129,10 +129,21 @@ impl ImportTx {
                         .await;
                 match written {
                     Ok(written) => {
-                        let entries = import_entries(rows, &written, &before);
-                        Append::append(&mut **tx, &ctx, entries, unix_millis())
+                        let (records, entries) = import_entries(rows, &written, &before);
+                        match Append::append(&mut **tx, &ctx, entries, unix_millis()).await {
+                            // Each written row's version: its entry's id.
+                            Ok(ids) => sqlx::query(
+                                "UPDATE employees e SET version = v.id \
+                                 FROM UNNEST($1::uuid[], $2::bigint[]) AS v (record, id) \
+                                 WHERE e.id = v.record",
+                            )
+                            .bind(records)
+                            .bind(ids)
+                            .execute(&mut **tx)
                             .await
-                            .map(|_| written)
+                            .map(|_| written),
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 }
@@ -144,10 +155,27 @@ impl ImportTx {
                         .await;
                 match written {
                     Ok(written) => {
-                        let entries = import_entries(rows, &written, &before);
-                        Append::append(&mut **tx, &ctx, entries, unix_millis())
-                            .await
-                            .map(|_| written)
+                        let (records, entries) = import_entries(rows, &written, &before);
+                        match Append::append(&mut **tx, &ctx, entries, unix_millis()).await {
+                            Ok(ids) => {
+                                let mut done = Ok(());
+                                for (record, id) in records.into_iter().zip(ids) {
+                                    done = sqlx::query(
+                                        "UPDATE employees SET version = ? WHERE id = ?",
+                                    )
+                                    .bind(id)
+                                    .bind(record)
+                                    .execute(&mut **tx)
+                                    .await
+                                    .map(|_| ());
+                                    if done.is_err() {
+                                        break;
+                                    }
+                                }
+                                done.map(|()| written)
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 }
@@ -212,13 +240,13 @@ impl ImportTx {
     }
 }
 
-/// The audit entries of a batch: one per row written, with the fields it set (created) or
-/// changed (updated).
+/// The audit entries of a batch, each with the record it versions: one per row written, with
+/// the fields it set (created) or changed (updated).
 fn import_entries(
     rows: &[NewEmployee],
     written: &[(i64, Uuid)],
     before: &HashMap<i64, Before>,
-) -> Vec<NewEntry> {
+) -> (Vec<Uuid>, Vec<NewEntry>) {
     let by_id: HashMap<i64, &NewEmployee> = rows.iter().map(|r| (r.emp_id.get(), r)).collect();
     written
         .iter()
@@ -245,9 +273,9 @@ fn import_entries(
                     entry = entry.change(field, from, to);
                 }
             }
-            (!entry.changes.is_empty()).then_some(entry)
+            (!entry.changes.is_empty()).then_some((*id, entry))
         })
-        .collect()
+        .unzip()
 }
 
 /// Binds the eight values of each row, in the order of the INSERT's column list.

@@ -42,6 +42,9 @@ pub struct Db {
     backend: Backend,
     /// Shared with every pool: the last time the database went away.
     outages: Arc<Outages>,
+    /// Woken after every write: it may have recorded audit entries to seal
+    /// ([`Db::written`]).
+    written: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,7 +69,8 @@ enum Backend {
 
 /// Runs `$body` with `$pool` bound to the right sqlx pool of either backend (`read` or
 /// `write`), and maps its error to [`Error`], noting outages. The body is the same text for
-/// both, compiled once per backend type.
+/// both, compiled once per backend type. After a write, the audit sealer is woken: the write
+/// may have recorded entries (see [`audit`]).
 macro_rules! on_pool {
     ($db:expr, read, |$pool:ident| $body:expr) => {
         match &$db.backend {
@@ -75,13 +79,14 @@ macro_rules! on_pool {
         }
         .map_err(|e| $db.outages.classify(e))
     };
-    ($db:expr, write, |$pool:ident| $body:expr) => {
-        match &$db.backend {
+    ($db:expr, write, |$pool:ident| $body:expr) => {{
+        let result = match &$db.backend {
             $crate::db::Backend::Postgres { pool: $pool, .. } => $body,
             $crate::db::Backend::Sqlite { writer: $pool, .. } => $body,
-        }
-        .map_err(|e| $db.outages.classify(e))
-    };
+        };
+        $db.written.notify_one();
+        result.map_err(|e| $db.outages.classify(e))
+    }};
 }
 pub(crate) use on_pool;
 
@@ -115,6 +120,11 @@ impl BeginWrite for SqlitePool {
 /// every write would fail (500) until a restart. Such a connection is closed instead, and the
 /// pool opens a fresh one.
 async fn still_in_step(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    // A count of 0 is settled: a committed transaction counts down as it commits, and a
+    // dropped one only after its queued ROLLBACK ran (so no round trip on every write).
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     // Runs after the queued ROLLBACK of a dropped transaction, so the count below is settled.
     conn.ping().await?;
     Ok(!conn.is_in_transaction())
@@ -336,7 +346,11 @@ impl Db {
                 }
             }
         };
-        Ok(Self { backend, outages })
+        Ok(Self {
+            backend,
+            outages,
+            written: Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
     /// Whether the database at `url` can be used, without creating or changing anything:
@@ -622,6 +636,22 @@ impl Db {
                 ("page_readers", pages.usage()),
             ],
         }
+    }
+
+    /// `postgres` or `sqlite`, whichever is this database's: for statements whose text
+    /// differs per backend.
+    fn per_backend<T>(&self, postgres: T, sqlite: T) -> T {
+        match &self.backend {
+            Backend::Postgres { .. } => postgres,
+            Backend::Sqlite { .. } => sqlite,
+        }
+    }
+
+    /// What `on_pool!(.., write, ..)` does after a write, for the writes whose code differs
+    /// per backend: wakes the sealer and maps the error.
+    fn wrote<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, Error> {
+        self.written.notify_one();
+        result.map_err(|e| self.outages.classify(e))
     }
 
     /// Closes every connection (graceful shutdown).

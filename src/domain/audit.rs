@@ -306,17 +306,46 @@ impl Public {
     }
 }
 
+/// An entry recorded with its context, time and personal part, waiting for the chain to give
+/// it a number and a hash (see [`Unsealed::seal`]).
+#[derive(Debug, Clone)]
+pub struct Unsealed {
+    /// Its `seq` is 0 until the entry is sealed.
+    pub public: Public,
+    /// `None` when the entry has no values, or they were erased before it was sealed.
+    pub personal: Option<Personal>,
+    /// When the personal part was erased (Unix milliseconds), if it was.
+    pub erased_at: Option<i64>,
+}
+
 /// An entry ready to store: numbered, hashed, with its personal part (if it has values).
 #[derive(Debug, Clone)]
 pub struct Sealed {
     pub public: Public,
     pub personal: Option<Personal>,
+    pub erased_at: Option<i64>,
     pub hash: Vec<u8>,
 }
 
-impl NewEntry {
+impl Unsealed {
     /// Numbers and hashes the entry as the one after (`seq - 1`, `previous`).
-    pub fn seal(self, ctx: &AuditContext, seq: i64, previous: &[u8], at_millis: i64) -> Sealed {
+    pub fn seal(self, seq: i64, previous: &[u8]) -> Sealed {
+        let mut public = self.public;
+        public.seq = seq;
+        let hash = public.hash(previous);
+        Sealed {
+            public,
+            personal: self.personal,
+            erased_at: self.erased_at,
+            hash,
+        }
+    }
+}
+
+impl NewEntry {
+    /// The entry as recorded by `ctx` at `at_millis`: its field names public, its values in a
+    /// freshly salted personal part.
+    pub fn prepare(self, ctx: &AuditContext, at_millis: i64) -> Unsealed {
         let fields: Vec<&str> = self.changes.keys().copied().collect();
         let personal = (!self.changes.is_empty()).then(|| {
             let data: BTreeMap<&str, Value> = self
@@ -330,7 +359,7 @@ impl NewEntry {
             }
         });
         let public = Public {
-            seq,
+            seq: 0,
             at: at_millis,
             actor: ctx.actor,
             actor_id: ctx.actor_id,
@@ -344,11 +373,10 @@ impl NewEntry {
             fields: serde_json::to_string(&fields).unwrap_or_default(),
             personal_hash: personal.as_ref().map(Personal::hash),
         };
-        let hash = public.hash(previous);
-        Sealed {
+        Unsealed {
             public,
             personal,
-            hash,
+            erased_at: None,
         }
     }
 }
@@ -475,7 +503,8 @@ mod tests {
                 let sealed = NewEntry::new(Action::EmployeeUpdate, 7)
                     .record(Uuid::nil())
                     .change("city", json!("London"), json!(format!("City {seq}")))
-                    .seal(&ctx(), seq, &previous, 1_000 * seq);
+                    .prepare(&ctx(), 1_000 * seq)
+                    .seal(seq, &previous);
                 previous = sealed.hash.clone();
                 sealed
             })

@@ -1,4 +1,5 @@
-//! Work the server does on a timer, so its tables stay bounded without an operator: the purge
+//! Work the server does in the background: sealing recorded audit entries into the chain as
+//! soon as they commit; and on a timer, so its tables stay bounded without an operator: the purge
 //! of ended sessions and old rotated refresh tokens, the purge of `Idempotency-Key` answers past
 //! `IDEMPOTENCY_TTL_HOURS`, the erasure of deleted employees past `DELETED_RETENTION_DAYS`; and
 //! the audit chain's head, logged at start and every hour so it can be witnessed outside the
@@ -19,8 +20,28 @@ const KEEP_REVOKED_SECS: i64 = 24 * 3600;
 /// How often the audit head is logged.
 const HEAD_EVERY: Duration = Duration::from_secs(3600);
 
+/// The longest a committed audit entry waits to be sealed when this server did not write it
+/// (another instance, the command line, a write cut off by a crash before its sealing).
+const SEAL_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the sealer lets writes gather after the first wakes it: one batch then seals a
+/// burst of them, for a fraction of the per-transaction cost each. No reader waits for it:
+/// readers of the trail seal what is pending themselves.
+const SEAL_GATHER: Duration = Duration::from_millis(100);
+
 /// Starts the timer tasks; they end with the runtime.
 pub fn spawn(state: &AppState) {
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(SEAL_AT_LEAST_EVERY, db.written()).await;
+            tokio::time::sleep(SEAL_GATHER).await;
+            if let Err(e) = db.seal_pending().await {
+                tracing::warn!(error = %e, "sealing audit entries failed; it is tried again");
+                tokio::time::sleep(SEAL_AT_LEAST_EVERY).await;
+            }
+        }
+    });
     let purging = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_EVERY);

@@ -163,6 +163,9 @@ pub async fn run(
     tracing::info!(%address, database = %state.config.database_url, "serving on http://{address} (docs at /docs)");
     let db = state.db.clone();
     serve(listener, state, max_connections, shutdown).await;
+    if let Err(e) = db.seal().await {
+        tracing::warn!(error = %e, "audit entries left unsealed at shutdown; the next start seals them");
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

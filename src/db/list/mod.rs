@@ -47,6 +47,13 @@ fn prefer_places(matches: i64, all: i64, limit: u32) -> bool {
     matches.saturating_mul(matches) < (i64::from(limit) + 1).saturating_mul(all)
 }
 
+/// The data version of the employee rows (the list's weak ETag) as an SQL expression: the
+/// committed writes to them, chained or still pending (see migrations/*/0007). Exact in any one
+/// snapshot: each such commit adds one, and sealing moves entries from one term to the other in
+/// a single transaction.
+const DATA_VERSION: &str = "(SELECT employee_writes FROM audit_head) + \
+    (SELECT count(*) FROM audit_pending WHERE lists)";
+
 impl Db {
     /// One page of the list as the response body, read together with the check that the
     /// `viewer`'s credential is live at `now` and (when `with_total`) the count. `None` when the
@@ -74,8 +81,7 @@ impl Db {
     pub async fn list_version(&self, viewer: &Credential, now: i64) -> Result<Option<i64>, Error> {
         let mut sql = Statement::default();
         let live = viewer.live_sql(now, &mut sql);
-        sql.text =
-            format!("SELECT (SELECT 1 FROM ({live}) v), (SELECT employees_seq FROM audit_head)");
+        sql.text = format!("SELECT (SELECT 1 FROM ({live}) v), {DATA_VERSION}");
         let (viewer, version): (Option<i32>, i64) = on_pool!(self, read, |pool| {
             bind_all(
                 sqlx::query_as(AssertSqlSafe(sql.text.clone())),

@@ -4,7 +4,7 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::{ListPage, prefer_places, sql};
+use super::{DATA_VERSION, ListPage, prefer_places, sql};
 use crate::{
     db::{
         Error,
@@ -111,8 +111,7 @@ async fn read(
     let order = sql::order_by(query, "");
     sql.text = format!(
         "SELECT (SELECT 1 FROM ({live}) v) AS viewer, {total} AS total, \
-         (SELECT employees_seq FROM audit_head) AS data_version, \
-         {JSON_OBJECT} AS j FROM ({rows}) page ORDER BY {order}"
+         {DATA_VERSION} AS data_version, {JSON_OBJECT} AS j FROM ({rows}) page ORDER BY {order}"
     );
     // Through the places, the plan is the same whatever the values (a nested loop over the
     // matching places): kept prepared, like the unfiltered pages.
@@ -130,8 +129,7 @@ async fn read(
             let total = total_sql(&mut sql);
             bind_all(
                 sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT (SELECT 1 FROM ({live}) v), {total}, \
-                       (SELECT employees_seq FROM audit_head)"
+                    "SELECT (SELECT 1 FROM ({live}) v), {total}, {DATA_VERSION}"
                 ))),
                 sql.params,
             )

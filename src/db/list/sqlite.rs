@@ -12,7 +12,7 @@ use rusqlite::{Connection, types::ValueRef};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ListPage, prefer_places, sql};
+use super::{DATA_VERSION, ListPage, prefer_places, sql};
 use crate::{
     db::{
         Error,
@@ -87,7 +87,7 @@ fn read_page(conn: &mut Connection, query: &PageQuery) -> rusqlite::Result<Optio
     }
     // In the page's read transaction: the version is that of the rows read.
     let data_version: i64 = tx
-        .prepare_cached("SELECT employees_seq FROM audit_head")?
+        .prepare_cached(&format!("SELECT {DATA_VERSION}"))?
         .query_row([], |row| row.get(0))?;
     let total = match &query.count {
         Some(count) => Some(scalar(&tx, count)?),
