@@ -302,11 +302,12 @@ impl Db {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
                     .statement_cache_capacity(256)
-                    // Reads of the hottest 16 MiB (the b-tree tops) map the file instead of copying
-                    // pages. Kept small: every connection maps it separately and each mapping
-                    // counts in the process's resident memory (128 MiB x 9 connections measured
-                    // 956 MB RSS under the benchmark).
-                    .pragma("mmap_size", "16777216");
+                    // No memory map: SQLite drops a connection's map whenever a transaction
+                    // begins after another one committed (a munmap with a TLB shootdown on
+                    // every core, then page faults to map it again). Under writes that was 8% of
+                    // the server's CPU and halved POST throughput (perf, bench/run.sh); reads
+                    // copy from the page cache instead, which measured no slower.
+                    .pragma("mmap_size", "0");
                 let writer_options = if *read_only {
                     // Every write is refused by SQLite itself (SQLITE_READONLY): Error::ReadOnly.
                     options.clone().read_only(true)

@@ -257,10 +257,10 @@ impl SqlitePages {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             conn.busy_timeout(Duration::from_secs(5))?;
-            // No memory map here (unlike the sqlx readers): each connection's mapping counts in
-            // the process's resident memory once touched, and a deep OFFSET touches all of it
-            // (252 MB peak RSS over the benchmark with 16 MiB each). Pages go through SQLite's
-            // own 2 MiB cache per connection instead.
+            // No memory map (as for the sqlx connections, see `Db::connect_with`): each
+            // connection's mapping counts in the process's resident memory once touched, and a
+            // deep OFFSET touches all of it (252 MB peak RSS over the benchmark with 16 MiB
+            // each). Pages go through SQLite's own 2 MiB cache per connection instead.
             conn.pragma_update(None, "mmap_size", 0)?;
             conn.set_prepared_statement_cache_capacity(256);
             pool.try_add(conn)
