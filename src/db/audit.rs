@@ -97,10 +97,9 @@ const READ_PENDING: &str = "SELECT id, at, actor_type, actor_id, session_id, cli
     request_id, action, target_type, target_id, record_id, fields, personal_hash, salt, data, \
     erased_at FROM audit_pending ORDER BY id LIMIT $1";
 
-/// A pending entry as stored.
+/// The columns every entry has, pending or sealed, as stored.
 #[derive(sqlx::FromRow)]
-struct PendingRow {
-    id: i64,
+struct StoredColumns {
     at: i64,
     actor_type: String,
     actor_id: Option<i64>,
@@ -113,34 +112,54 @@ struct PendingRow {
     record_id: Option<Uuid>,
     fields: String,
     personal_hash: Option<Vec<u8>>,
+    erased_at: Option<i64>,
     salt: Option<Vec<u8>>,
     data: Option<String>,
-    erased_at: Option<i64>,
+}
+
+impl StoredColumns {
+    /// The entry's public part numbered `seq` (0: not yet), and its personal part if it has
+    /// one that was not erased.
+    fn into_parts(self, seq: i64) -> (Public, Option<Personal>) {
+        let public = Public {
+            seq,
+            at: self.at,
+            actor: ActorKind::parse(&self.actor_type),
+            actor_id: self.actor_id,
+            session_id: self.session_id,
+            client_ip: self.client_ip,
+            request_id: self.request_id,
+            action: self.action,
+            target_type: self.target_type,
+            target_id: self.target_id,
+            record_id: self.record_id,
+            fields: self.fields,
+            personal_hash: self.personal_hash,
+        };
+        let personal = match (self.salt, self.data) {
+            (Some(salt), Some(data)) => Some(Personal { salt, data }),
+            _ => None,
+        };
+        (public, personal)
+    }
+}
+
+/// A pending entry as stored.
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    #[sqlx(flatten)]
+    entry: StoredColumns,
 }
 
 impl From<PendingRow> for Unsealed {
     fn from(r: PendingRow) -> Self {
+        let erased_at = r.entry.erased_at;
+        let (public, personal) = r.entry.into_parts(0);
         Unsealed {
-            public: Public {
-                seq: 0,
-                at: r.at,
-                actor: ActorKind::parse(&r.actor_type),
-                actor_id: r.actor_id,
-                session_id: r.session_id,
-                client_ip: r.client_ip,
-                request_id: r.request_id,
-                action: r.action,
-                target_type: r.target_type,
-                target_id: r.target_id,
-                record_id: r.record_id,
-                fields: r.fields,
-                personal_hash: r.personal_hash,
-            },
-            personal: match (r.salt, r.data) {
-                (Some(salt), Some(data)) => Some(Personal { salt, data }),
-                _ => None,
-            },
-            erased_at: r.erased_at,
+            public,
+            personal,
+            erased_at,
         }
     }
 }
@@ -478,50 +497,23 @@ pub struct StoredEntry {
     pub hash: Vec<u8>,
 }
 
+/// A sealed entry as stored, with its personal part (absent when erased).
 #[derive(sqlx::FromRow)]
 struct EntryRow {
     seq: i64,
-    at: i64,
-    actor_type: String,
-    actor_id: Option<i64>,
-    session_id: Option<Uuid>,
-    client_ip: Option<String>,
-    request_id: Option<String>,
-    action: String,
-    target_type: String,
-    target_id: Option<String>,
-    record_id: Option<Uuid>,
-    fields: String,
-    personal_hash: Option<Vec<u8>>,
-    erased_at: Option<i64>,
     hash: Vec<u8>,
-    salt: Option<Vec<u8>>,
-    data: Option<String>,
+    #[sqlx(flatten)]
+    entry: StoredColumns,
 }
 
 impl From<EntryRow> for StoredEntry {
     fn from(r: EntryRow) -> Self {
+        let erased = r.entry.erased_at.is_some();
+        let (public, personal) = r.entry.into_parts(r.seq);
         StoredEntry {
-            public: Public {
-                seq: r.seq,
-                at: r.at,
-                actor: ActorKind::parse(&r.actor_type),
-                actor_id: r.actor_id,
-                session_id: r.session_id,
-                client_ip: r.client_ip,
-                request_id: r.request_id,
-                action: r.action,
-                target_type: r.target_type,
-                target_id: r.target_id,
-                record_id: r.record_id,
-                fields: r.fields,
-                personal_hash: r.personal_hash,
-            },
-            personal: match (r.salt, r.data) {
-                (Some(salt), Some(data)) => Some(Personal { salt, data }),
-                _ => None,
-            },
-            erased: r.erased_at.is_some(),
+            public,
+            personal,
+            erased,
             hash: r.hash,
         }
     }

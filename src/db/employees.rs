@@ -175,6 +175,39 @@ macro_rules! read_employee {
     };
 }
 
+/// Runs `$attempt!(read_on, write_on)`, one write conditional on the version it read
+/// (`Err(())` when the row had moved on by the time of the write), as each backend needs:
+/// PostgreSQL without a transaction, again until it holds; SQLite inside its write transaction,
+/// where nothing else writes, so it always holds. Evaluates to the `Result<$done, Error>`.
+macro_rules! conditionally {
+    ($db:expr, $done:ty, $attempt:ident) => {{
+        let result = match &$db.backend {
+            Backend::Postgres { pool, .. } => {
+                async {
+                    loop {
+                        let attempt: Result<$done, ()> = $attempt!(pool, pool);
+                        if let Ok(done) = attempt {
+                            return Ok(done);
+                        }
+                    }
+                }
+                .await
+            }
+            Backend::Sqlite { writer, .. } => {
+                async {
+                    let mut tx = writer.begin_write().await?;
+                    let attempt: Result<$done, ()> = $attempt!(&mut *tx, &mut *tx);
+                    let done = attempt.map_err(|()| lost_write_lock())?;
+                    tx.commit().await?;
+                    Ok(done)
+                }
+                .await
+            }
+        };
+        $db.wrote(result)
+    }};
+}
+
 /// `old` with `changes` applied, and the entry that records them; `None` when they change
 /// nothing.
 fn apply(old: &Employee, changes: &EmployeeChanges) -> Option<(Employee, NewEntry)> {
@@ -401,30 +434,7 @@ impl Db {
                 }
             }};
         }
-        let result = match &self.backend {
-            Backend::Postgres { pool, .. } => {
-                async {
-                    loop {
-                        let attempt: Result<Write<Employee>, ()> = attempt!(pool, pool);
-                        if let Ok(done) = attempt {
-                            return Ok(done);
-                        }
-                    }
-                }
-                .await
-            }
-            Backend::Sqlite { writer, .. } => {
-                async {
-                    let mut tx = writer.begin_write().await?;
-                    let attempt: Result<Write<Employee>, ()> = attempt!(&mut *tx, &mut *tx);
-                    let done = attempt.map_err(|()| lost_write_lock())?;
-                    tx.commit().await?;
-                    Ok(done)
-                }
-                .await
-            }
-        };
-        self.wrote(result)
+        conditionally!(self, Write<Employee>, attempt)
     }
 
     /// Deletes an employee when `precondition` holds: it leaves every read and moves to the
@@ -478,30 +488,7 @@ impl Db {
                 }
             }};
         }
-        let result = match &self.backend {
-            Backend::Postgres { pool, .. } => {
-                async {
-                    loop {
-                        let attempt: Result<Write<()>, ()> = attempt!(pool, pool);
-                        if let Ok(done) = attempt {
-                            return Ok(done);
-                        }
-                    }
-                }
-                .await
-            }
-            Backend::Sqlite { writer, .. } => {
-                async {
-                    let mut tx = writer.begin_write().await?;
-                    let attempt: Result<Write<()>, ()> = attempt!(&mut *tx, &mut *tx);
-                    let done = attempt.map_err(|()| lost_write_lock())?;
-                    tx.commit().await?;
-                    Ok(done)
-                }
-                .await
-            }
-        };
-        self.wrote(result)
+        conditionally!(self, Write<()>, attempt)
     }
 
     /// Archived (deleted) employees after `after` (`emp_id`, deletion entry), in that order.
