@@ -16,8 +16,9 @@
 //!    feed has no gaps to skip. Readers of the trail seal first, so they see every write that
 //!    was acknowledged before they asked.
 //!
-//! What bounds audited writes is then the sealer, one batch (up to [`SEAL_BATCH`] entries) per
-//! transaction, not a lock held across every write's commit.
+//! Writes then pay for one more row each (the pending entry), and the sealer for the chain, one
+//! batch (up to [`SEAL_BATCH`] entries) per transaction, instead of every write holding a lock
+//! across its commit.
 
 use sqlx::{AssertSqlSafe, PgConnection, SqliteConnection};
 use uuid::Uuid;
@@ -48,8 +49,8 @@ pub(super) trait Append {
     ) -> Result<Vec<i64>, sqlx::Error>;
 }
 
-/// The columns of a pending entry as bound by [`bind_pending!`] to `$1` .. `$15`: for
-/// PostgreSQL statements that record an entry together with the change it is about.
+/// The columns of a pending entry as bound by [`bind_pending!`] to `$1` .. `$15`: for the
+/// statements that record an entry together with the change it is about (db/employees.rs).
 pub(super) const PENDING_COLUMNS: &str = "at, actor_type, actor_id, session_id, client_ip, \
     request_id, action, target_type, target_id, record_id, fields, personal_hash, salt, data, lists";
 pub(super) const PENDING_PARAMS: &str =
@@ -59,11 +60,12 @@ pub(super) const PENDING_PARAMS: &str =
 /// first 15 parameters, in [`PENDING_COLUMNS`] order.
 macro_rules! bind_pending {
     ($query:expr, $ctx:expr, $entry:expr, $at:expr) => {{
+        let at: i64 = $at;
         let action = $entry.action;
-        let u = $entry.prepare($ctx, $at);
+        let u = $entry.prepare($ctx, at);
         let (salt, data) = u.personal.map(|p| (p.salt, p.data)).unzip();
         $query
-            .bind($at)
+            .bind(at)
             .bind($ctx.actor.as_str())
             .bind($ctx.actor_id)
             .bind($ctx.session_id)
