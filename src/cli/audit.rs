@@ -17,16 +17,12 @@ pub(super) async fn audit(config: Config, cmd: AuditCommand) -> Result<(), Failu
     let db = server::open_database(&config).await?;
     match cmd {
         AuditCommand::Verify => {
-            let (_, head) = db
-                .audit_head()
-                .await
-                .map_err(|e| failure(format!("database: {e}")))?;
             match db
                 .verify_audit()
                 .await
                 .map_err(|e| failure(format!("database: {e}")))?
             {
-                Ok(entries) => out(format!(
+                Ok((entries, head)) => out(format!(
                     "audit trail OK: {entries} entries, head {}",
                     hex(&head)
                 )),

@@ -678,10 +678,10 @@ impl Db {
             .await)
     }
 
-    /// Walks the whole chain; the number of entries when it verifies, else the first break.
-    /// Reads the head first and then entries up to it, so entries appended meanwhile are
-    /// simply not part of this check.
-    pub async fn verify_audit(&self) -> Result<Result<i64, Broken>, Error> {
+    /// Walks the whole chain; the number of entries and the head's hash when it verifies, else
+    /// the first break. Reads the head first and then entries up to it, so entries appended
+    /// meanwhile are simply not part of this check.
+    pub async fn verify_audit(&self) -> Result<Result<(i64, Vec<u8>), Broken>, Error> {
         let (head_seq, head_hash) = self.audit_head().await?;
         let mut verifier = Verifier::default();
         let mut after = 0;
@@ -717,7 +717,9 @@ impl Db {
                 break;
             }
         }
-        Ok(verifier.finish(head_seq, &head_hash))
+        Ok(verifier
+            .finish(head_seq, &head_hash)
+            .map(|entries| (entries, head_hash)))
     }
 }
 
