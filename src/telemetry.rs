@@ -49,6 +49,9 @@ pub mod metrics_export {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
 
+    /// Writes per SQLite group commit, up to its largest group.
+    const GROUP_SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
     /// Installs the process-wide recorder and describes every metric.
     pub fn install() -> Result<PrometheusHandle, String> {
         let handle = PrometheusBuilder::new()
@@ -56,6 +59,8 @@ pub mod metrics_export {
                 Matcher::Full("http_request_duration_seconds".into()),
                 BUCKETS,
             )
+            .map_err(|e| e.to_string())?
+            .set_buckets_for_metric(Matcher::Full("db_write_group_size".into()), GROUP_SIZES)
             .map_err(|e| e.to_string())?
             .install_recorder()
             .map_err(|e| e.to_string())?;
@@ -71,6 +76,10 @@ pub mod metrics_export {
         metrics::describe_gauge!(
             "db_pool_connections",
             "Database connections by state (in_use, idle)"
+        );
+        metrics::describe_histogram!(
+            "db_write_group_size",
+            "SQLite: employee writes committed together, per transaction (group commit)"
         );
         metrics::describe_counter!(
             "auth_login_failures_total",

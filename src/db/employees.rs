@@ -177,13 +177,14 @@ macro_rules! read_employee {
 
 /// Runs `$attempt!(read_on, write_on)`, one write conditional on the version it read
 /// (`Err(())` when the row had moved on by the time of the write), as each backend needs:
-/// PostgreSQL without a transaction, again until it holds; SQLite inside its write transaction,
-/// where nothing else writes, so it always holds. Evaluates to the `Result<$done, Error>`.
+/// PostgreSQL without a transaction, again until it holds; SQLite in a group commit's write
+/// transaction, where nothing else writes, so it always holds. The attempt must own what it
+/// uses (it may run in the group commit's task). Evaluates to the `Result<$done, Error>`.
 macro_rules! conditionally {
     ($db:expr, $done:ty, $attempt:ident) => {{
         let result = match &$db.backend {
             Backend::Postgres { pool, .. } => {
-                async {
+                let written: Result<$done, sqlx::Error> = async {
                     loop {
                         let attempt: Result<$done, ()> = $attempt!(pool, pool);
                         if let Ok(done) = attempt {
@@ -191,17 +192,18 @@ macro_rules! conditionally {
                         }
                     }
                 }
-                .await
+                .await;
+                written.map_err(Error::from)
             }
-            Backend::Sqlite { writer, .. } => {
-                async {
-                    let mut tx = writer.begin_write().await?;
-                    let attempt: Result<$done, ()> = $attempt!(&mut *tx, &mut *tx);
-                    let done = attempt.map_err(|()| lost_write_lock())?;
-                    tx.commit().await?;
-                    Ok(done)
-                }
-                .await
+            Backend::Sqlite { groups, .. } => {
+                groups
+                    .run(move |conn| {
+                        Box::pin(async move {
+                            let attempt: Result<$done, ()> = $attempt!(&mut *conn, &mut *conn);
+                            attempt.map_err(|()| lost_write_lock())
+                        })
+                    })
+                    .await
             }
         };
         $db.wrote(result)
@@ -262,14 +264,17 @@ impl Db {
         ctx: &AuditContext,
     ) -> Result<Employee, Error> {
         let mut employee = Employee::new(Uuid::new_v4(), new);
+        let ctx = ctx.clone();
         let entry = NewEntry::new(Action::EmployeeCreate, employee.emp_id)
             .record(employee.id)
             .change("emp_name", Value::Null, json!(employee.emp_name))
             .change("city", Value::Null, json!(employee.city))
             .change("country", Value::Null, json!(employee.country))
             .change("emp_dob", Value::Null, json!(employee.emp_dob.to_string()));
-        // The entry, then the row, which takes the entry's id as its version: one statement on
-        // PostgreSQL (one round trip, as without the audit trail), one call on SQLite.
+        // The entry and the row, which takes the entry's id as its version: one statement on
+        // PostgreSQL (one round trip, as without the audit trail), one call on SQLite. There
+        // the row goes first: a taken `emp_id` then fails before anything was written, as a
+        // group commit requires.
         let text = self.per_backend(
             format!(
                 "WITH p AS (INSERT INTO audit_pending ({PENDING_COLUMNS}) \
@@ -278,18 +283,19 @@ impl Db {
                  SELECT $16, $17, $18, $19, $20, $21, $22, $23, p.id FROM p RETURNING version"
             ),
             format!(
-                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
-                 INSERT INTO employees ({INSERT_COLUMNS}) \
-                 VALUES ($16, $17, $18, $19, $20, $21, $22, $23, last_insert_rowid()) \
+                "INSERT INTO employees ({INSERT_COLUMNS}) \
+                   VALUES ($16, $17, $18, $19, $20, $21, $22, $23, 0); \
+                 INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                 UPDATE employees SET version = last_insert_rowid() WHERE emp_id = $16 \
                  RETURNING version"
             ),
         );
-        let e = &employee;
+        let e = employee.clone();
         macro_rules! insert {
             ($conn:expr) => {
                 bind_pending!(
                     sqlx::query_scalar(AssertSqlSafe(text)),
-                    ctx,
+                    &ctx,
                     entry,
                     unix_millis()
                 )
@@ -306,16 +312,22 @@ impl Db {
             };
         }
         let version = match &self.backend {
-            Backend::Postgres { pool, .. } => insert!(pool),
-            Backend::Sqlite { writer, .. } => {
-                async {
-                    let mut tx = writer.begin_write().await?;
-                    let version = insert!(&mut *tx)?;
-                    tx.commit().await?;
-                    Ok(version)
-                }
+            Backend::Postgres { pool, .. } => insert!(pool).map_err(Error::from),
+            Backend::Sqlite { groups, .. } => groups
+                .run(move |conn| {
+                    Box::pin(async move {
+                        // A taken `emp_id` fails the first statement, which SQLite undoes while
+                        // keeping the group's transaction: the refusal is this write's alone.
+                        match insert!(&mut *conn) {
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                                Ok(Err(Error::Conflict))
+                            }
+                            inserted => inserted.map(Ok),
+                        }
+                    })
+                })
                 .await
-            }
+                .and_then(|inserted| inserted),
         };
         employee.version = self.wrote(version)?;
         Ok(employee)
@@ -384,6 +396,7 @@ impl Db {
         precondition: &Precondition,
         ctx: &AuditContext,
     ) -> Result<Write<Employee>, Error> {
+        let (changes, precondition, ctx) = (changes.clone(), precondition.clone(), ctx.clone());
         let text = self.per_backend(
             format!(
                 "WITH u AS (UPDATE employees SET emp_name = $18, city = $19, country = $20, \
@@ -410,11 +423,11 @@ impl Db {
                 if !precondition.allows(old.version) {
                     return Ok(Write::PreconditionFailed(old));
                 }
-                let Some((mut new, entry)) = apply(&old, changes) else {
+                let Some((mut new, entry)) = apply(&old, &changes) else {
                     return Ok(Write::Done(old));
                 };
                 let query = sqlx::query_scalar(AssertSqlSafe(text.clone()));
-                let written: Vec<i64> = bind_pending!(query, ctx, entry, unix_millis())
+                let written: Vec<i64> = bind_pending!(query, &ctx, entry, unix_millis())
                     .bind(old.emp_id)
                     .bind(old.version)
                     .bind(new.emp_name.as_str())
@@ -446,6 +459,7 @@ impl Db {
         precondition: &Precondition,
         ctx: &AuditContext,
     ) -> Result<Write<()>, Error> {
+        let (precondition, ctx) = (precondition.clone(), ctx.clone());
         let text = self.per_backend(
             format!(
                 "WITH d AS (DELETE FROM employees WHERE emp_id = $16 AND version = $17 \
@@ -473,7 +487,7 @@ impl Db {
                     return Ok(Write::PreconditionFailed(old));
                 }
                 let query = sqlx::query_scalar(AssertSqlSafe(text.clone()));
-                let written: Vec<i64> = bind_pending!(query, ctx, deletion(&old), unix_millis())
+                let written: Vec<i64> = bind_pending!(query, &ctx, deletion(&old), unix_millis())
                     .bind(old.emp_id)
                     .bind(old.version)
                     .bind(unix_now())

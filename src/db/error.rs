@@ -4,7 +4,7 @@
 use std::{borrow::Cow, fmt};
 
 /// A failed storage operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The database cannot serve right now (unreachable, shutting down or starting up, pool
     /// exhausted, disk full or read-only, busy): worth retrying later. The text is for logs.

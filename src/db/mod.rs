@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod employees;
 mod error;
+mod group_commit;
 pub mod idempotency;
 pub mod import;
 pub mod list;
@@ -34,6 +35,7 @@ use crate::{
     config::{DatabaseUrl, MIN_DB_CONNECTIONS},
     files,
 };
+use group_commit::GroupCommit;
 use pool::{ACQUIRE_TIMEOUT, MAX_LIFETIME, Outages, PgReaders, SqlitePages};
 
 /// A handle on the database; cheap to clone.
@@ -60,8 +62,10 @@ enum Backend {
     /// SQLite allows one writer at a time: all writes go through a single connection, so they
     /// queue in the pool instead of failing with SQLITE_BUSY; reads use their own pool and,
     /// with WAL, never wait for the writer. List pages are read through `pages` (rusqlite).
+    /// Employee writes queue in `groups`, which commits them in groups on that connection.
     Sqlite {
         writer: SqlitePool,
+        groups: GroupCommit,
         reader: SqlitePool,
         pages: Arc<SqlitePages>,
     },
@@ -341,6 +345,7 @@ impl Db {
                     .await?;
                 let pages = SqlitePages::open(path, sizes.hot as usize)?;
                 Backend::Sqlite {
+                    groups: GroupCommit::start(writer.clone()),
                     writer,
                     reader,
                     pages: Arc::new(pages),
@@ -631,6 +636,7 @@ impl Db {
                 writer,
                 reader,
                 pages,
+                ..
             } => vec![
                 ("writer", sqlx_usage(writer)),
                 ("readers", sqlx_usage(reader)),
@@ -650,7 +656,7 @@ impl Db {
 
     /// What `on_pool!(.., write, ..)` does after a write, for the writes whose code differs
     /// per backend: wakes the sealer and maps the error.
-    fn wrote<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, Error> {
+    fn wrote<T, E: Into<Error>>(&self, result: Result<T, E>) -> Result<T, Error> {
         self.written.notify_one();
         result.map_err(|e| self.outages.classify(e))
     }
@@ -666,6 +672,7 @@ impl Db {
                 writer,
                 reader,
                 pages,
+                ..
             } => {
                 pages.close();
                 reader.close().await;

@@ -683,6 +683,76 @@ db_test!(
 );
 
 db_test!(
+    concurrent_writes_with_conflicts_among_them_record_exactly_the_writes_that_happened,
+    |app| {
+        // On SQLite, concurrent writes commit in groups; a refused create must neither take
+        // its neighbours down with it nor leave an entry behind.
+        let admin = app.admin_token().await;
+        app.create_employee(&admin, 3000, "Old", "Oslo", "Norway", "1980-01-01")
+            .await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40u64 {
+            let (app, admin) = (app.instance(), admin.clone());
+            tasks.spawn(async move {
+                let res = match i % 4 {
+                    // Taken: 10 creates of 3000.
+                    0 => {
+                        app.post_json("/employees/", Some(&admin), employee_body(3000))
+                            .await
+                    }
+                    // Missing: 10 changes to nobody.
+                    1 => {
+                        app.patch_json("/employees/3999", Some(&admin), json!({"city": "Riga"}))
+                            .await
+                    }
+                    // New: 20 creates of their own emp_id.
+                    _ => {
+                        app.post_json("/employees/", Some(&admin), employee_body(3001 + i))
+                            .await
+                    }
+                };
+                (i, res.status)
+            });
+        }
+        let mut created = BTreeSet::new();
+        for (i, status) in tasks.join_all().await {
+            let expected = match i % 4 {
+                0 => StatusCode::CONFLICT,
+                1 => StatusCode::NOT_FOUND,
+                _ => StatusCode::CREATED,
+            };
+            assert_eq!(status, expected, "request {i}");
+            if status == StatusCode::CREATED {
+                created.insert(3001 + i as i64);
+            }
+        }
+        assert_eq!(created.len(), 20);
+        let recorded: Vec<i64> = all_pages(&app, &admin, "/audit?action=employee.create")
+            .await
+            .iter()
+            .map(|e| e["target"]["id"].as_i64().unwrap())
+            .filter(|id| *id != 3000)
+            .collect();
+        assert_eq!(recorded.len(), 20, "one entry per create: {recorded:?}");
+        assert_eq!(recorded.iter().copied().collect::<BTreeSet<_>>(), created);
+        assert_eq!(
+            all_pages(&app, &admin, "/audit?action=employee.create&target_id=3000")
+                .await
+                .len(),
+            1,
+            "the refused creates recorded nothing"
+        );
+        for id in &created {
+            let res = app.get(&format!("/employees/{id}"), Some(&admin)).await;
+            assert_eq!(res.status, StatusCode::OK);
+            assert_ne!(etag(&res), "\"0\"", "the row took its entry's version");
+        }
+        let verified = verify_cli(&app);
+        assert!(verified.status.success(), "{}", stderr(&verified));
+    }
+);
+
+db_test!(
     erasure_removes_personal_values_from_the_trail_and_the_chain_still_verifies,
     |app| {
         let admin = app.admin_token().await;
