@@ -175,25 +175,32 @@ macro_rules! read_employee {
     };
 }
 
+/// Conditional writes PostgreSQL attempts before giving up on an employee that keeps changing.
+/// Every lost race means another write to the same employee committed in between, so only a
+/// storm of writes to one record gets this far; its answer is a 503 with `Retry-After`.
+const MAX_ATTEMPTS: usize = 64;
+
 /// Runs `$attempt!(read_on, write_on)`, one write conditional on the version it read
 /// (`Err(())` when the row had moved on by the time of the write), as each backend needs:
-/// PostgreSQL without a transaction, again until it holds; SQLite in a group commit's write
+/// PostgreSQL without a transaction, again until it holds (at most [`MAX_ATTEMPTS`]); SQLite in a group commit's write
 /// transaction, where nothing else writes, so it always holds. The attempt must own what it
 /// uses (it may run in the group commit's task). Evaluates to the `Result<$done, Error>`.
 macro_rules! conditionally {
     ($db:expr, $done:ty, $attempt:ident) => {{
         let result = match &$db.backend {
             Backend::Postgres { pool, .. } => {
-                let written: Result<$done, sqlx::Error> = async {
-                    loop {
+                async {
+                    for _ in 0..MAX_ATTEMPTS {
                         let attempt: Result<$done, ()> = $attempt!(pool, pool);
                         if let Ok(done) = attempt {
                             return Ok(done);
                         }
                     }
+                    Err(Error::TimedOut(format!(
+                        "the employee changed under {MAX_ATTEMPTS} attempts to write it"
+                    )))
                 }
-                .await;
-                written.map_err(Error::from)
+                .await
             }
             Backend::Sqlite { groups, .. } => {
                 groups

@@ -10,8 +10,9 @@ pub enum Error {
     /// exhausted, disk full or read-only, busy): worth retrying later. The text is for logs.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The statement was cancelled for running too long (PostgreSQL's `statement_timeout`) or
-    /// interrupted because its request went away (SQLite). Not an outage.
+    /// The statement was cancelled for running too long (PostgreSQL's `statement_timeout`),
+    /// interrupted because its request went away (SQLite), or a conditional write kept losing
+    /// the race for its row. Not an outage.
     #[error("statement cancelled: {0}")]
     TimedOut(String),
     /// A unique constraint refused the write (a taken `emp_id` or username).
