@@ -134,8 +134,8 @@ impl ImportTx {
                             // Each written row's version: its entry's id.
                             Ok(ids) => sqlx::query(
                                 "UPDATE employees e SET version = v.id \
-                                 FROM UNNEST($1::uuid[], $2::bigint[]) AS v (record, id) \
-                                 WHERE e.id = v.record",
+                                 FROM UNNEST($1::bigint[], $2::bigint[]) AS v (emp_id, id) \
+                                 WHERE e.emp_id = v.emp_id",
                             )
                             .bind(records)
                             .bind(ids)
@@ -157,22 +157,18 @@ impl ImportTx {
                     Ok(written) => {
                         let (records, entries) = import_entries(rows, &written, &before);
                         match Append::append(&mut **tx, &ctx, entries, unix_millis()).await {
+                            // Each written row's version, in one statement: `[[emp_id, id], ..]`.
                             Ok(ids) => {
-                                let mut done = Ok(());
-                                for (record, id) in records.into_iter().zip(ids) {
-                                    done = sqlx::query(
-                                        "UPDATE employees SET version = ? WHERE id = ?",
-                                    )
-                                    .bind(id)
-                                    .bind(record)
-                                    .execute(&mut **tx)
-                                    .await
-                                    .map(|_| ());
-                                    if done.is_err() {
-                                        break;
-                                    }
-                                }
-                                done.map(|()| written)
+                                let versions: Vec<(i64, i64)> =
+                                    records.into_iter().zip(ids).collect();
+                                sqlx::query(
+                                    "UPDATE employees SET version = v.value ->> 1 \
+                                     FROM json_each(?) AS v WHERE employees.emp_id = v.value ->> 0",
+                                )
+                                .bind(serde_json::to_string(&versions).unwrap_or_default())
+                                .execute(&mut **tx)
+                                .await
+                                .map(|_| written)
                             }
                             Err(e) => Err(e),
                         }
@@ -240,13 +236,13 @@ impl ImportTx {
     }
 }
 
-/// The audit entries of a batch, each with the record it versions: one per row written, with
-/// the fields it set (created) or changed (updated).
+/// The audit entries of a batch, each with the `emp_id` of the record it versions: one per row
+/// written, with the fields it set (created) or changed (updated).
 fn import_entries(
     rows: &[NewEmployee],
     written: &[(i64, Uuid)],
     before: &HashMap<i64, Before>,
-) -> (Vec<Uuid>, Vec<NewEntry>) {
+) -> (Vec<i64>, Vec<NewEntry>) {
     let by_id: HashMap<i64, &NewEmployee> = rows.iter().map(|r| (r.emp_id.get(), r)).collect();
     written
         .iter()
@@ -273,7 +269,7 @@ fn import_entries(
                     entry = entry.change(field, from, to);
                 }
             }
-            (!entry.changes.is_empty()).then_some((*id, entry))
+            (!entry.changes.is_empty()).then_some((*emp_id, entry))
         })
         .unzip()
 }
