@@ -31,6 +31,11 @@ const DELETED_COLUMNS: &str = "id, emp_id, emp_name, city, country, emp_dob, del
 /// The columns of an employee row that its archive row keeps.
 const ARCHIVED_COLUMNS: &str = "id, emp_id, emp_name, city, country, emp_dob";
 
+/// SQLite: whether the employee `$16` still has the version `$17` it was seen with. A
+/// conditional write records its entry only then: its first attempt may start from a read made
+/// before the write transaction.
+const STILL_SEEN: &str = "SELECT 1 FROM employees WHERE emp_id = $16 AND version = $17";
+
 /// The columns a new employee row is written with.
 const INSERT_COLUMNS: &str = "emp_id, id, emp_name, city, country, emp_dob, city_folded, \
     country_folded, version";
@@ -180,18 +185,23 @@ macro_rules! read_employee {
 /// storm of writes to one record gets this far; its answer is a 503 with `Retry-After`.
 const MAX_ATTEMPTS: usize = 64;
 
-/// Runs `$attempt!(read_on, write_on)`, one write conditional on the version it read
-/// (`Err(())` when the row had moved on by the time of the write), as each backend needs:
-/// PostgreSQL without a transaction, again until it holds (at most [`MAX_ATTEMPTS`]); SQLite in a group commit's write
-/// transaction, where nothing else writes, so it always holds. The attempt must own what it
-/// uses (it may run in the group commit's task). Evaluates to the `Result<$done, Error>`.
+/// Runs `$attempt!(read_on, write_on, seen)`, one write conditional on the version of the
+/// employee `seen` (`Some`: as read before, `None`: read it now), which is `Err(())` when the
+/// row had moved on by the time of the write. The first attempt starts from `$seen`, the
+/// employee as the request's credential check read it; a later one reads again. As each
+/// backend needs: PostgreSQL without a transaction, again until it holds (at most
+/// [`MAX_ATTEMPTS`]); SQLite in a group commit's write transaction, where nothing else writes,
+/// so the second attempt always holds. The attempt must own what it uses (it may run in the
+/// group commit's task). Evaluates to the `Result<$done, Error>`.
 macro_rules! conditionally {
-    ($db:expr, $done:ty, $attempt:ident) => {{
+    ($db:expr, $done:ty, $attempt:ident, $seen:expr) => {{
+        let seen: Option<Employee> = $seen;
         let result = match &$db.backend {
             Backend::Postgres { pool, .. } => {
                 async {
+                    let mut seen = Some(seen);
                     for _ in 0..MAX_ATTEMPTS {
-                        let attempt: Result<$done, ()> = $attempt!(pool, pool);
+                        let attempt: Result<$done, ()> = $attempt!(pool, pool, seen.take());
                         if let Ok(done) = attempt {
                             return Ok(done);
                         }
@@ -206,8 +216,13 @@ macro_rules! conditionally {
                 groups
                     .run(move |conn| {
                         Box::pin(async move {
-                            let attempt: Result<$done, ()> = $attempt!(&mut *conn, &mut *conn);
-                            attempt.map_err(|()| lost_write_lock())
+                            let first: Result<$done, ()> =
+                                $attempt!(&mut *conn, &mut *conn, Some(seen));
+                            if let Ok(done) = first {
+                                return Ok(done);
+                            }
+                            let again: Result<$done, ()> = $attempt!(&mut *conn, &mut *conn, None);
+                            again.map_err(|()| lost_write_lock())
                         })
                     })
                     .await
@@ -391,14 +406,16 @@ impl Db {
     /// Applies `changes` when `precondition` holds, recording what changed. A change that
     /// changes nothing writes nothing (and keeps the version).
     ///
-    /// The write is conditional on the version read (`version = $17`): the entry is recorded,
-    /// and the row changed, only if nobody changed it since. PostgreSQL reads outside a
-    /// transaction and reads again when that condition fails, so the row and the employee
-    /// counters are locked for one statement only; SQLite reads in the write transaction,
-    /// where it cannot fail.
+    /// `current` is the employee as read already (with the request's credential check, see
+    /// [`Db::employee_seen_by`]; `None`: absent). The write is conditional on its version
+    /// (`version = $17`): the entry is recorded, and the row changed, only if nobody changed it
+    /// since. When someone did, the employee is read again and the change reapplied to it:
+    /// PostgreSQL outside a transaction, so the row and the employee counters are locked for
+    /// one statement only; SQLite in the write transaction, where it cannot fail again.
     pub async fn update_employee(
         &self,
         emp_id: EmpId,
+        current: Option<Employee>,
         changes: &EmployeeChanges,
         precondition: &Precondition,
         ctx: &AuditContext,
@@ -415,7 +432,8 @@ impl Db {
                  SELECT version FROM u"
             ),
             format!(
-                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                "INSERT INTO audit_pending ({PENDING_COLUMNS}) SELECT {PENDING_PARAMS} \
+                   WHERE EXISTS ({STILL_SEEN}); \
                  UPDATE employees SET emp_name = $18, city = $19, country = $20, emp_dob = $21, \
                    city_folded = $22, country_folded = $23, version = last_insert_rowid() \
                  WHERE emp_id = $16 AND version = $17 RETURNING version"
@@ -423,8 +441,13 @@ impl Db {
         );
         // One attempt: `Err` when the version read is no longer the row's.
         macro_rules! attempt {
-            ($read:expr, $write:expr) => {{
-                let Some(old) = read_employee!($read, emp_id)? else {
+            ($read:expr, $write:expr, $seen:expr) => {{
+                let seen: Option<Option<Employee>> = $seen;
+                let old = match seen {
+                    Some(old) => old,
+                    None => read_employee!($read, emp_id)?,
+                };
+                let Some(old) = old else {
                     return Ok(Write::NotFound);
                 };
                 if !precondition.allows(old.version) {
@@ -454,7 +477,7 @@ impl Db {
                 }
             }};
         }
-        conditionally!(self, Write<Employee>, attempt)
+        conditionally!(self, Write<Employee>, attempt, current)
     }
 
     /// Deletes an employee when `precondition` holds: it leaves every read and moves to the
@@ -463,6 +486,7 @@ impl Db {
     pub async fn delete_employee(
         &self,
         emp_id: EmpId,
+        current: Option<Employee>,
         precondition: &Precondition,
         ctx: &AuditContext,
     ) -> Result<Write<()>, Error> {
@@ -478,7 +502,8 @@ impl Db {
                  SELECT entry FROM d"
             ),
             format!(
-                "INSERT INTO audit_pending ({PENDING_COLUMNS}) VALUES ({PENDING_PARAMS}); \
+                "INSERT INTO audit_pending ({PENDING_COLUMNS}) SELECT {PENDING_PARAMS} \
+                   WHERE EXISTS ({STILL_SEEN}); \
                  INSERT INTO deleted_employees ({DELETED_COLUMNS}) \
                    SELECT {ARCHIVED_COLUMNS}, $18, $19, $20, last_insert_rowid() FROM employees \
                    WHERE emp_id = $16 AND version = $17; \
@@ -486,8 +511,13 @@ impl Db {
             ),
         );
         macro_rules! attempt {
-            ($read:expr, $write:expr) => {{
-                let Some(old) = read_employee!($read, emp_id)? else {
+            ($read:expr, $write:expr, $seen:expr) => {{
+                let seen: Option<Option<Employee>> = $seen;
+                let old = match seen {
+                    Some(old) => old,
+                    None => read_employee!($read, emp_id)?,
+                };
+                let Some(old) = old else {
                     return Ok(Write::NotFound);
                 };
                 if !precondition.allows(old.version) {
@@ -509,7 +539,7 @@ impl Db {
                 }
             }};
         }
-        conditionally!(self, Write<()>, attempt)
+        conditionally!(self, Write<()>, attempt, current)
     }
 
     /// Archived (deleted) employees after `after` (`emp_id`, deletion entry), in that order.

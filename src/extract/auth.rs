@@ -8,6 +8,7 @@
 //! - [`ReadAccess`]: `employees:read`, checked without a database round trip for tokens (the
 //!   handler's own query checks the session);
 //! - [`Writer`]: an administrator with `employees:write`;
+//! - [`EmployeeWriter`]: the same, and the employee the path names, read with the check;
 //! - [`UserAdmin`]: an administrator with `users:admin`.
 //!
 //! A user without administrator rights gets 403 with FastAPI's message; an administrator whose
@@ -23,11 +24,12 @@ use crate::{
     domain::{
         audit::{ActorKind, AuditContext},
         clock::unix_now,
+        employee::{EmpId, Employee},
         scope::{Scope, Scopes},
         user::User,
     },
     error::ApiError,
-    extract::client::Origin,
+    extract::{client::Origin, path::EmpIdPath},
 };
 
 /// What the request's credentials turned out to be, before any database check.
@@ -268,6 +270,48 @@ impl FromRequestParts<AppState> for Writer {
         let AuthUser(principal) = AuthUser::from_request_parts(parts, state).await?;
         principal.require_admin(Scope::EmployeesWrite, parts.uri.path())?;
         Ok(Writer(principal))
+    }
+}
+
+/// An administrator allowed to change employee records ([`Writer`]), the employee `{emp_id}`
+/// names, and that employee as it is now (`None`: absent), read in the credential check's
+/// query: `PATCH` and `DELETE` start from it instead of reading it again.
+#[derive(Debug, Clone)]
+pub struct EmployeeWriter {
+    pub admin: Principal,
+    pub emp_id: EmpId,
+    pub current: Option<Employee>,
+}
+
+impl FromRequestParts<AppState> for EmployeeWriter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let credential = Authentication::from_parts(parts).credential()?;
+        let emp_id = match EmpIdPath::from_request_parts(parts, state).await {
+            Ok(EmpIdPath(emp_id)) => emp_id,
+            // The caller's rights are answered before a malformed path, as on every write.
+            Err(invalid) => {
+                Writer::from_request_parts(parts, state).await?;
+                return Err(invalid);
+            }
+        };
+        let (viewer, current) = state
+            .db
+            .employee_seen_by(&credential, emp_id, unix_now())
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        let admin = principal(state, Authentication::from_parts(parts), viewer);
+        tracing::Span::current().record("user_id", admin.user.id);
+        admin.require_admin(Scope::EmployeesWrite, parts.uri.path())?;
+        Ok(EmployeeWriter {
+            admin,
+            emp_id,
+            current,
+        })
     }
 }
 

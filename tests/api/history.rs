@@ -268,6 +268,56 @@ db_test!(
 );
 
 db_test!(
+    concurrent_unconditional_patches_all_apply_and_each_entry_starts_where_the_last_ended,
+    |app| {
+        // Each PATCH starts from the record as its credential check read it; all but the first
+        // find it changed by the time they write, and must read it again, not record a stale
+        // "from" or lose a write.
+        let admin = app.admin_token().await;
+        app.post_json("/employees/", Some(&admin), employee_body(21))
+            .await;
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (app, admin) = (app.instance(), admin.clone());
+                tokio::spawn(async move {
+                    app.patch_json(
+                        "/employees/21",
+                        Some(&admin),
+                        json!({"city": format!("City {i}")}),
+                    )
+                    .await
+                    .status
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), StatusCode::OK);
+        }
+        let history = app.get("/employees/21/history", Some(&admin)).await.json();
+        let cities: Vec<(Value, Value)> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "employee.update")
+            .map(|e| {
+                let city = &e["changes"]["city"];
+                (city["from"].clone(), city["to"].clone())
+            })
+            .collect();
+        assert_eq!(cities.len(), 12, "every PATCH recorded once: {history}");
+        assert_eq!(cities[0].0, json!("Oslo"));
+        for pair in cities.windows(2) {
+            assert_eq!(
+                pair[1].0, pair[0].1,
+                "each change starts where the last ended"
+            );
+        }
+        let now = app.get("/employees/21", Some(&admin)).await.json();
+        assert_eq!(now["city"], cities[11].1, "the last change is the one kept");
+    }
+);
+
+db_test!(
     require_if_match_makes_patch_and_delete_answer_428_without_it,
     TestApp::configure(|c| c.require_if_match = true),
     |app| {

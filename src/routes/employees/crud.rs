@@ -19,7 +19,7 @@ use crate::{
     },
     error::{ApiError, DbResultExt, ErrorDetail, ValidationErrorBody},
     extract::{
-        auth::{Principal, ReadAccess, Writer},
+        auth::{EmployeeWriter, Principal, ReadAccess, Writer},
         body::JsonObject,
         client::Origin,
         conditional::{IfMatch, IfNoneMatch},
@@ -248,9 +248,12 @@ pub(super) async fn get_employee(
     ))]
 pub(super) async fn update_employee(
     State(state): State<AppState>,
-    Writer(admin): Writer,
+    EmployeeWriter {
+        admin,
+        emp_id,
+        current,
+    }: EmployeeWriter,
     origin: Origin,
-    EmpIdPath(emp_id): EmpIdPath,
     if_match: IfMatch,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
@@ -258,7 +261,13 @@ pub(super) async fn update_employee(
     let precondition = precondition(&state, if_match)?;
     let outcome = state
         .db
-        .update_employee(emp_id, &changes, &precondition, &admin.audit(&origin))
+        .update_employee(
+            emp_id,
+            current,
+            &changes,
+            &precondition,
+            &admin.audit(&origin),
+        )
         .await?;
     let employee = written(outcome)?;
     tracing::info!(
@@ -288,15 +297,18 @@ pub(super) async fn update_employee(
     ))]
 pub(super) async fn delete_employee(
     State(state): State<AppState>,
-    Writer(admin): Writer,
+    EmployeeWriter {
+        admin,
+        emp_id,
+        current,
+    }: EmployeeWriter,
     origin: Origin,
-    EmpIdPath(emp_id): EmpIdPath,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     let precondition = precondition(&state, if_match)?;
     let outcome = state
         .db
-        .delete_employee(emp_id, &precondition, &admin.audit(&origin))
+        .delete_employee(emp_id, current, &precondition, &admin.audit(&origin))
         .await?;
     written(outcome)?;
     tracing::info!(
