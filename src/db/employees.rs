@@ -180,6 +180,26 @@ macro_rules! read_employee {
     };
 }
 
+/// The employee a conditional write's attempt starts from: `$seen` (`Some`: read already) or
+/// read now on `$read`. Returns `NotFound` from the attempt when it is absent, and
+/// `PreconditionFailed` when `$precondition` does not allow its version.
+macro_rules! starting_point {
+    ($read:expr, $emp_id:expr, $seen:expr, $precondition:expr) => {{
+        let seen: Option<Option<Employee>> = $seen;
+        let old = match seen {
+            Some(old) => old,
+            None => read_employee!($read, $emp_id)?,
+        };
+        let Some(old) = old else {
+            return Ok(Write::NotFound);
+        };
+        if !$precondition.allows(old.version) {
+            return Ok(Write::PreconditionFailed(old));
+        }
+        old
+    }};
+}
+
 /// Conditional writes PostgreSQL attempts before giving up on an employee that keeps changing.
 /// Every lost race means another write to the same employee committed in between, so only a
 /// storm of writes to one record gets this far; its answer is a 503 with `Retry-After`.
@@ -442,17 +462,7 @@ impl Db {
         // One attempt: `Err` when the version read is no longer the row's.
         macro_rules! attempt {
             ($read:expr, $write:expr, $seen:expr) => {{
-                let seen: Option<Option<Employee>> = $seen;
-                let old = match seen {
-                    Some(old) => old,
-                    None => read_employee!($read, emp_id)?,
-                };
-                let Some(old) = old else {
-                    return Ok(Write::NotFound);
-                };
-                if !precondition.allows(old.version) {
-                    return Ok(Write::PreconditionFailed(old));
-                }
+                let old = starting_point!($read, emp_id, $seen, precondition);
                 let Some((mut new, entry)) = apply(&old, &changes) else {
                     return Ok(Write::Done(old));
                 };
@@ -512,17 +522,7 @@ impl Db {
         );
         macro_rules! attempt {
             ($read:expr, $write:expr, $seen:expr) => {{
-                let seen: Option<Option<Employee>> = $seen;
-                let old = match seen {
-                    Some(old) => old,
-                    None => read_employee!($read, emp_id)?,
-                };
-                let Some(old) = old else {
-                    return Ok(Write::NotFound);
-                };
-                if !precondition.allows(old.version) {
-                    return Ok(Write::PreconditionFailed(old));
-                }
+                let old = starting_point!($read, emp_id, $seen, precondition);
                 let query = sqlx::query_scalar(AssertSqlSafe(text.clone()));
                 let written: Vec<i64> = bind_pending!(query, &ctx, deletion(&old), unix_millis())
                     .bind(old.emp_id)

@@ -73,7 +73,7 @@ impl GroupCommit {
     }
 }
 
-/// The group task is gone: the database was closed, or a write panicked.
+/// The group task is gone: its runtime is shutting down.
 fn stopped() -> Error {
     Error::Unavailable("the SQLite writer stopped".into())
 }
