@@ -31,8 +31,9 @@ const DEFAULT_CACHE: &str = "PRAGMA cache_size = -2000";
 /// A write transaction for bulk imports. Dropping it without [`ImportTx::commit`] rolls back.
 ///
 /// Every row it creates or changes is recorded in the audit trail (`employee.import`, with the
-/// values before and after), batch by batch. The first batch takes the chain's head, so other
-/// audited writes wait until the import commits or rolls back.
+/// values before and after), batch by batch, as pending entries that the sealer numbers once the
+/// import commits (none if it rolls back). On SQLite the import holds the one writer
+/// throughout, so other writes wait for it; on PostgreSQL they go on beside it.
 pub struct ImportTx {
     tx: Tx,
     outages: Arc<Outages>,
