@@ -191,3 +191,31 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    rights_are_answered_before_a_malformed_emp_id_on_patch_and_delete,
+    |app| {
+        // PATCH and DELETE check the credential and read the employee in one query, which needs
+        // a well-formed emp_id; a malformed one must still get 401 and 403 first, as on every
+        // other write.
+        let (admin, user) = (app.admin_token().await, app.user_token().await);
+        for path in ["/employees/abc", "/employees/0"] {
+            let body = json!({"city": "Riga"});
+            for (who, token, expected) in [
+                ("anonymous", None, StatusCode::UNAUTHORIZED),
+                ("a bad token", Some("not-a-token"), StatusCode::UNAUTHORIZED),
+                ("a user", Some(user.as_str()), StatusCode::FORBIDDEN),
+                (
+                    "an administrator",
+                    Some(admin.as_str()),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+            ] {
+                let patched = app.patch_json(path, token, body.clone()).await;
+                assert_eq!(patched.status, expected, "PATCH {path} by {who}");
+                let deleted = app.delete(path, token).await;
+                assert_eq!(deleted.status, expected, "DELETE {path} by {who}");
+            }
+        }
+    }
+);
