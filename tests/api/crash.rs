@@ -1381,14 +1381,7 @@ async fn sqlite_writes_queued_behind_a_commit_are_committed_together_and_each_ac
             "{emp_id}'s version"
         );
     }
-    let metrics = http
-        .get(format!("http://{}/metrics", server.metrics_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.scrape_metrics().await;
     let (groups, grouped) = (
         series(&metrics, "db_write_group_size_count"),
         series(&metrics, "db_write_group_size_sum"),

@@ -86,21 +86,6 @@ async fn new_account(server: &Server, client: &reqwest::Client, username: &str) 
     login(server, client, username, PASSPHRASE).await
 }
 
-/// The whole text of the server's `/metrics`.
-async fn scrape(server: &Server) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{}/metrics", server.metrics_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------
 // A greedy client
 // ---------------------------------------------------------------------------------------------
@@ -332,7 +317,7 @@ async fn a_greedy_client_with_five_accounts_and_600_slow_requests_never_delays_a
         "a held request ended after only {first_release:?}"
     );
     // The server says the same: 280 refusals by the in-flight cap, none by anything else.
-    let metrics = scrape(&server).await;
+    let metrics = server.scrape_metrics().await;
     let in_flight_refusals = r#"rate_limit_rejections_total{limit="in_flight"} "#;
     assert!(
         metrics.contains(&format!(
@@ -480,7 +465,7 @@ async fn a_thousand_made_up_methods_and_paths_add_no_metric_series() {
     ])
     .await;
     let client = fresh_client_from(loopback(4));
-    let before = request_series(&scrape(&server).await);
+    let before = request_series(&server.scrape_metrics().await);
 
     // Four kinds, in turn: a made-up method on a made-up path; a standard method on a made-up
     // path; a made-up method on a route; a made-up method on a route template's made-up value.
@@ -515,10 +500,10 @@ async fn a_thousand_made_up_methods_and_paths_add_no_metric_series() {
             *statuses.entry(answer.unwrap()).or_default() += 1;
         }
         if halfway.is_empty() {
-            halfway = request_series(&scrape(&server).await);
+            halfway = request_series(&server.scrape_metrics().await);
         }
     }
-    let metrics = scrape(&server).await;
+    let metrics = server.scrape_metrics().await;
     let after = request_series(&metrics);
 
     assert!(

@@ -246,6 +246,21 @@ impl Server {
         others[0]
     }
 
+    /// The Prometheus exposition served at [`Server::metrics_addr`].
+    pub async fn scrape_metrics(&self) -> String {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://{}/metrics", self.metrics_addr()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Everything printed so far.
     pub fn output(&self) -> String {
         self.captured.text()
